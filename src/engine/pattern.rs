@@ -1,0 +1,167 @@
+//! Compiling rule patterns: Go compatibility checks and the analysis that decides whether a
+//! rule can take the single-line fast path.
+
+use regex::{Regex, RegexBuilder};
+use regex_syntax::hir::{Class, Hir, HirKind, Look};
+
+/// Largest compiled size of one pattern. Generous: the default kernel rules use < 1 MiB.
+const SIZE_LIMIT: usize = 16 << 20;
+
+/// Why a pattern cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// Go syntax this engine does not have; using it would silently change meaning.
+    #[error("{0}")]
+    GoOnly(String),
+    /// Not a valid regular expression.
+    #[error("invalid regex: {0}")]
+    Invalid(String),
+}
+
+/// What the analysis learned about a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternInfo {
+    /// Some match could contain a newline, so it may span several buffered lines.
+    pub can_match_newline: bool,
+    /// Uses `^` / `\A` (start of the whole buffer, not of a line).
+    pub anchors_buffer_start: bool,
+    /// Can match the empty string, so it matches every line.
+    pub matches_empty: bool,
+    /// Top-level alternation: upstream appends `\z` to the last branch only.
+    pub top_level_alternation: bool,
+}
+
+fn builder(pattern: &str) -> RegexBuilder {
+    let mut b = RegexBuilder::new(pattern);
+    // Go accepts octal escapes such as `\101`; Rust only with this flag.
+    b.octal(true).size_limit(SIZE_LIMIT);
+    b
+}
+
+/// Rejects Go-only syntax with a message that says what to write instead.
+pub fn check_go_syntax(pattern: &str) -> Result<(), PatternError> {
+    let bytes = pattern.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 1 < bytes.len() {
+            match bytes[i + 1] {
+                b'Q' => {
+                    return Err(PatternError::GoOnly(
+                        "Go's \\Q...\\E literal quoting is not supported: escape the special characters instead".into(),
+                    ));
+                }
+                b'C' => {
+                    return Err(PatternError::GoOnly(
+                        "Go's \\C (any byte) is not supported: use . instead".into(),
+                    ));
+                }
+                _ => {}
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Parses and analyses a pattern.
+pub fn analyse(pattern: &str) -> Result<PatternInfo, PatternError> {
+    check_go_syntax(pattern)?;
+    let hir = regex_syntax::ParserBuilder::new()
+        .octal(true)
+        .build()
+        .parse(pattern)
+        .map_err(|e| PatternError::Invalid(e.to_string()))?;
+    Ok(PatternInfo {
+        can_match_newline: can_match_newline(&hir),
+        anchors_buffer_start: has_look(&hir, Look::Start),
+        matches_empty: hir.properties().minimum_len() == Some(0),
+        top_level_alternation: top_level_alternation(pattern),
+    })
+}
+
+/// Compiles a pattern anchored at the end of the text, as upstream does by appending `\z`.
+/// The pattern is grouped first, so a top-level `a|b` means "a or b at the end".
+pub fn compile_anchored(pattern: &str) -> Result<Regex, PatternError> {
+    check_go_syntax(pattern)?;
+    builder(&format!("(?:{pattern})\\z"))
+        .build()
+        .map_err(|e| PatternError::Invalid(strip_wrapper(&e.to_string(), pattern)))
+}
+
+/// Compiles the fast-path set of end-anchored patterns.
+pub fn compile_set(patterns: &[&str]) -> Result<regex::RegexSet, PatternError> {
+    regex::RegexSetBuilder::new(patterns.iter().map(|p| format!("(?:{p})\\z")))
+        .octal(true)
+        .size_limit(SIZE_LIMIT * 4)
+        .build()
+        .map_err(|e| PatternError::Invalid(e.to_string()))
+}
+
+fn strip_wrapper(msg: &str, _pattern: &str) -> String {
+    // The error shows our `(?:...)\z` wrapper; it is still clear about what is wrong.
+    msg.trim().to_string()
+}
+
+/// An unparenthesised `|` at the top of the pattern. Checked on the syntax tree: the
+/// HIR folds `a|b` into a class and loses the distinction.
+fn top_level_alternation(pattern: &str) -> bool {
+    let mut parser = regex_syntax::ast::parse::ParserBuilder::new().octal(true).build();
+    matches!(parser.parse(pattern), Ok(regex_syntax::ast::Ast::Alternation(_)))
+}
+
+fn can_match_newline(hir: &Hir) -> bool {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => false,
+        HirKind::Literal(lit) => lit.0.contains(&b'\n'),
+        HirKind::Class(Class::Unicode(c)) => c.ranges().iter().any(|r| r.start() <= '\n' && '\n' <= r.end()),
+        HirKind::Class(Class::Bytes(c)) => c.ranges().iter().any(|r| r.start() <= b'\n' && b'\n' <= r.end()),
+        HirKind::Repetition(r) => r.max != Some(0) && can_match_newline(&r.sub),
+        HirKind::Capture(c) => can_match_newline(&c.sub),
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().any(can_match_newline),
+    }
+}
+
+fn has_look(hir: &Hir, look: Look) -> bool {
+    hir.properties().look_set().contains(look)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn analysis() {
+        let a = analyse(r"task \S+:\w+ blocked").unwrap();
+        assert!(!a.can_match_newline && !a.anchors_buffer_start && !a.matches_empty);
+        assert!(analyse(r"a\sb").unwrap().can_match_newline);
+        assert!(analyse(r"[^x]").unwrap().can_match_newline);
+        assert!(analyse(r"(?s)a.b").unwrap().can_match_newline);
+        assert!(!analyse(r"a.b").unwrap().can_match_newline);
+        assert!(analyse(r"^abc").unwrap().anchors_buffer_start);
+        assert!(!analyse(r"(?m)^abc").unwrap().anchors_buffer_start);
+        assert!(analyse(r".*").unwrap().matches_empty);
+        assert!(analyse(r"a|b").unwrap().top_level_alternation);
+        assert!(analyse(r"foo|bar baz").unwrap().top_level_alternation);
+        assert!(!analyse(r"(a|b)").unwrap().top_level_alternation);
+        assert!(!analyse(r"x(a|b)").unwrap().top_level_alternation);
+    }
+
+    #[test]
+    fn go_only_syntax_is_an_error() {
+        let e = compile_anchored(r"\Qa.b\E").unwrap_err();
+        assert!(e.to_string().contains("\\Q...\\E"), "{e}");
+        // An escaped backslash before Q is a literal backslash and a Q.
+        assert!(compile_anchored(r"\\Q").is_ok());
+        // Octal escapes work as in Go.
+        assert!(compile_anchored(r"\101").unwrap().is_match("A"));
+    }
+
+    #[test]
+    fn anchored_at_end() {
+        let r = compile_anchored("a|b").unwrap();
+        assert!(r.is_match("xa"));
+        assert!(!r.is_match("ax"));
+    }
+}

@@ -1,0 +1,9 @@
+//! node-problem-detector in Rust: reads a node's kernel and system logs, recognises known
+//! problems with JSON rules, and reports them as Node conditions and Events.
+//!
+//! Data flow (DESIGN.md section 2): [`source`] -> [`engine::Monitor`] -> exporters.
+
+pub mod config;
+pub mod duration;
+pub mod engine;
+pub mod types;
