@@ -348,13 +348,13 @@ pub fn normalize_keys(
         if known.contains(&key.as_str()) {
             continue;
         }
-        if let Some(canon) = known.iter().find(|k| k.eq_ignore_ascii_case(&key)) {
-            if !map.contains_key(*canon) {
-                if let Some(v) = map.remove(&key) {
-                    map.insert((*canon).to_string(), v);
-                }
-                continue;
+        if let Some(canon) = known.iter().find(|k| k.eq_ignore_ascii_case(&key))
+            && !map.contains_key(*canon)
+        {
+            if let Some(v) = map.remove(&key) {
+                map.insert((*canon).to_string(), v);
             }
+            continue;
         }
         warnings.push(ConfigWarning {
             path: path.to_path_buf(),
@@ -364,7 +364,10 @@ pub fn normalize_keys(
 }
 
 /// Deserializes a normalized value, naming the offending key on a type error.
-pub fn from_value<T: serde::de::DeserializeOwned>(path: &Path, value: Value) -> Result<T, ConfigError> {
+pub fn from_value<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    value: Value,
+) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| ConfigError::WrongType {
         path: path.to_path_buf(),
         key: e.path().to_string(),
@@ -392,7 +395,10 @@ pub fn parse_monitor_config(path: &Path, text: &str) -> Result<Loaded<MonitorCon
     monitor_config_from_value(path, parse_json(path, text)?)
 }
 
-fn monitor_config_from_value(path: &Path, mut value: Value) -> Result<Loaded<MonitorConfig>, ConfigError> {
+fn monitor_config_from_value(
+    path: &Path,
+    mut value: Value,
+) -> Result<Loaded<MonitorConfig>, ConfigError> {
     let mut warnings = Vec::new();
     if !value.is_object() {
         return Err(ConfigError::WrongType {
@@ -404,7 +410,13 @@ fn monitor_config_from_value(path: &Path, mut value: Value) -> Result<Loaded<Mon
     normalize_keys(path, "", &mut value, TOP_KEYS, &mut warnings);
     if let Some(Value::Array(conds)) = value.get_mut("conditions") {
         for (i, c) in conds.iter_mut().enumerate() {
-            normalize_keys(path, &format!("conditions[{i}]."), c, CONDITION_KEYS, &mut warnings);
+            normalize_keys(
+                path,
+                &format!("conditions[{i}]."),
+                c,
+                CONDITION_KEYS,
+                &mut warnings,
+            );
         }
     }
     if let Some(Value::Array(rules)) = value.get_mut("rules") {
@@ -462,19 +474,20 @@ fn monitor_config_from_value(path: &Path, mut value: Value) -> Result<Loaded<Mon
                 return Err(ConfigError::MissingKey {
                     path: p(),
                     key: format!("pluginConfig.{key}"),
-                    hint: "; the filelog plugin needs timestamp, message and timestampFormat".into(),
+                    hint: "; the filelog plugin needs timestamp, message and timestampFormat"
+                        .into(),
                 });
             }
         }
         for key in ["timestamp", "message"] {
-            if let Some(re) = plugin_config.get(key) {
-                if let Err(e) = regex::Regex::new(re) {
-                    return Err(ConfigError::InvalidValue {
-                        path: p(),
-                        key: format!("pluginConfig.{key}"),
-                        message: format!("invalid regex: {e}"),
-                    });
-                }
+            if let Some(re) = plugin_config.get(key)
+                && let Err(e) = regex::Regex::new(re)
+            {
+                return Err(ConfigError::InvalidValue {
+                    path: p(),
+                    key: format!("pluginConfig.{key}"),
+                    message: format!("invalid regex: {e}"),
+                });
             }
         }
     }
@@ -490,11 +503,25 @@ fn monitor_config_from_value(path: &Path, mut value: Value) -> Result<Loaded<Mon
             });
         }
     };
-    let lookback = duration_key(path, "lookback", raw.lookback.as_deref().filter(|s| !s.is_empty()).unwrap_or("0"))?;
-    let delay = duration_key(path, "delay", raw.delay.as_deref().filter(|s| !s.is_empty()).unwrap_or("0"))?;
+    let lookback = duration_key(
+        path,
+        "lookback",
+        raw.lookback
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("0"),
+    )?;
+    let delay = duration_key(
+        path,
+        "delay",
+        raw.delay
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("0"),
+    )?;
     let buffer_size = match raw.buffer_size {
         None => DEFAULT_BUFFER_SIZE,
-        Some(n) if n >= 1 && n <= 10_000 => n as usize,
+        Some(n) if (1..=10_000).contains(&n) => n as usize,
         Some(n) => {
             return Err(ConfigError::InvalidValue {
                 path: p(),
@@ -515,12 +542,18 @@ fn monitor_config_from_value(path: &Path, mut value: Value) -> Result<Loaded<Mon
 
     let mut conditions = Vec::new();
     for (i, c) in raw.conditions.unwrap_or_default().into_iter().enumerate() {
-        let type_ = c.type_.filter(|t| !t.is_empty()).ok_or_else(|| ConfigError::MissingKey {
-            path: p(),
-            key: format!("conditions[{i}].type"),
-            hint: String::new(),
-        })?;
-        if conditions.iter().any(|x: &ConditionConfig| x.type_ == type_) {
+        let type_ = c
+            .type_
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ConfigError::MissingKey {
+                path: p(),
+                key: format!("conditions[{i}].type"),
+                hint: String::new(),
+            })?;
+        if conditions
+            .iter()
+            .any(|x: &ConditionConfig| x.type_ == type_)
+        {
             return Err(ConfigError::InvalidValue {
                 path: p(),
                 key: format!("conditions[{i}].type"),
@@ -567,7 +600,11 @@ fn monitor_config_from_value(path: &Path, mut value: Value) -> Result<Loaded<Mon
                     "unknown type {other:?} (expected temporary, permanent or recovery)"
                 )));
             }
-            None => return Err(rule_err("missing type (temporary, permanent or recovery)".into())),
+            None => {
+                return Err(rule_err(
+                    "missing type (temporary, permanent or recovery)".into(),
+                ));
+            }
         };
         if reason.is_empty() {
             return Err(rule_err("missing reason".into()));
@@ -592,7 +629,11 @@ fn monitor_config_from_value(path: &Path, mut value: Value) -> Result<Loaded<Mon
                 if condition.is_empty() {
                     return Err(rule_err(format!(
                         "a {} rule needs a condition",
-                        if kind == RuleKind::Permanent { "permanent" } else { "recovery" }
+                        if kind == RuleKind::Permanent {
+                            "permanent"
+                        } else {
+                            "recovery"
+                        }
                     )));
                 }
                 if !conditions.iter().any(|c| c.type_ == condition) {
@@ -608,19 +649,29 @@ fn monitor_config_from_value(path: &Path, mut value: Value) -> Result<Loaded<Mon
             None | Some("") => None,
             Some("info") => Some(Severity::Info),
             Some("warn") | Some("warning") => Some(Severity::Warn),
-            Some(other) => return Err(rule_err(format!("unknown severity {other:?} (expected info or warn)"))),
+            Some(other) => {
+                return Err(rule_err(format!(
+                    "unknown severity {other:?} (expected info or warn)"
+                )));
+            }
         };
         let min_occurrences = match r.min_occurrences {
             None => 1,
             Some(n) if (1..=100_000).contains(&n) => n as u32,
-            Some(n) => return Err(rule_err(format!("minOccurrences {n} must be between 1 and 100000"))),
+            Some(n) => {
+                return Err(rule_err(format!(
+                    "minOccurrences {n} must be between 1 and 100000"
+                )));
+            }
         };
         let window = match r.window.as_deref() {
             None | Some("") => None,
             Some(w) => Some(duration_key(path, &format!("rules[{index}].window"), w)?),
         };
         if min_occurrences > 1 && window.is_none_or(|w| w.is_zero()) {
-            return Err(rule_err("minOccurrences above 1 needs a window greater than 0".into()));
+            return Err(rule_err(
+                "minOccurrences above 1 needs a window greater than 0".into(),
+            ));
         }
         if window.is_some() && min_occurrences == 1 {
             warnings.push(ConfigWarning {
@@ -633,7 +684,9 @@ fn monitor_config_from_value(path: &Path, mut value: Value) -> Result<Loaded<Mon
             condition,
             reason,
             pattern,
-            pattern_generated_message_suffix: r.pattern_generated_message_suffix.unwrap_or_default(),
+            pattern_generated_message_suffix: r
+                .pattern_generated_message_suffix
+                .unwrap_or_default(),
             severity,
             min_occurrences,
             window,
@@ -685,7 +738,10 @@ mod tests {
         let msgs: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
         assert_eq!(
             msgs,
-            vec!["test.json: unknown key bogus (ignored)", "test.json: unknown key rules[0].extra (ignored)"]
+            vec![
+                "test.json: unknown key bogus (ignored)",
+                "test.json: unknown key rules[0].extra (ignored)"
+            ]
         );
     }
 
@@ -708,19 +764,35 @@ mod tests {
         );
         let e = parse(r#"{"plugin":"syslog"}"#).unwrap_err().to_string();
         assert!(e.starts_with("test.json: unknown plugin \"syslog\""), "{e}");
-        let e = parse(r#"{"plugin":"kmsg","bufferSize":0}"#).unwrap_err().to_string();
-        assert!(e.starts_with("test.json: key bufferSize: 0 is out of range"), "{e}");
+        let e = parse(r#"{"plugin":"kmsg","bufferSize":0}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("test.json: key bufferSize: 0 is out of range"),
+            "{e}"
+        );
         let e = parse(r#"{"plugin":"filelog","logPath":"/x","pluginConfig":{"timestamp":"x"}}"#)
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("test.json: missing required key pluginConfig.message"), "{e}");
-        let e = parse(r#"{"plugin":"kmsg","lookback":"5 minutes"}"#).unwrap_err().to_string();
-        assert!(e.starts_with("test.json: key lookback: "), "{e}");
-        let e = parse(r#"{"plugin":"kmsg","rules":[{"type":"temporary","reason":5,"pattern":"x"}]}"#)
+        assert!(
+            e.starts_with("test.json: missing required key pluginConfig.message"),
+            "{e}"
+        );
+        let e = parse(r#"{"plugin":"kmsg","lookback":"5 minutes"}"#)
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("test.json: key rules[0].reason: invalid type"), "{e}");
-        let e = parse("{\n\"plugin\": \"kmsg\",,\n}").unwrap_err().to_string();
+        assert!(e.starts_with("test.json: key lookback: "), "{e}");
+        let e =
+            parse(r#"{"plugin":"kmsg","rules":[{"type":"temporary","reason":5,"pattern":"x"}]}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.starts_with("test.json: key rules[0].reason: invalid type"),
+            "{e}"
+        );
+        let e = parse("{\n\"plugin\": \"kmsg\",,\n}")
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "test.json:2:18: invalid JSON: key must be a string");
     }
 }

@@ -12,7 +12,9 @@ pub enum DurationError {
     #[error("negative duration {0:?} is not allowed")]
     Negative(String),
     /// Not Go syntax.
-    #[error("invalid duration {0:?}: expected a number with a unit, e.g. \"300ms\", \"5m\", \"1h30m\"")]
+    #[error(
+        "invalid duration {0:?}: expected a number with a unit, e.g. \"300ms\", \"5m\", \"1h30m\""
+    )]
     Invalid(String),
     /// A number without a unit (Go accepts only "0" bare).
     #[error("missing unit in duration {0:?} (units: ns, us, ms, s, m, h)")]
@@ -141,17 +143,35 @@ mod tests {
         assert_eq!(parse_go_duration("1.5h"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_go_duration("2us"), Ok(Duration::from_micros(2)));
         assert_eq!(parse_go_duration("2µs"), Ok(Duration::from_micros(2)));
-        assert_eq!(parse_go_duration("1h2m3s4ms"), Ok(Duration::from_millis(3_723_004)));
+        assert_eq!(
+            parse_go_duration("1h2m3s4ms"),
+            Ok(Duration::from_millis(3_723_004))
+        );
     }
 
     #[test]
     fn rejects_bad_forms() {
         assert_eq!(parse_go_duration(""), Err(DurationError::Empty));
-        assert!(matches!(parse_go_duration("5"), Err(DurationError::MissingUnit(_))));
-        assert!(matches!(parse_go_duration("5d"), Err(DurationError::UnknownUnit { .. })));
-        assert!(matches!(parse_go_duration("-5m"), Err(DurationError::Negative(_))));
-        assert!(matches!(parse_go_duration("m"), Err(DurationError::Invalid(_))));
-        assert!(matches!(parse_go_duration("1..5s"), Err(DurationError::Invalid(_))));
+        assert!(matches!(
+            parse_go_duration("5"),
+            Err(DurationError::MissingUnit(_))
+        ));
+        assert!(matches!(
+            parse_go_duration("5d"),
+            Err(DurationError::UnknownUnit { .. })
+        ));
+        assert!(matches!(
+            parse_go_duration("-5m"),
+            Err(DurationError::Negative(_))
+        ));
+        assert!(matches!(
+            parse_go_duration("m"),
+            Err(DurationError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_go_duration("1..5s"),
+            Err(DurationError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -6,4 +6,6 @@
 pub mod config;
 pub mod duration;
 pub mod engine;
+pub mod exporter;
+pub mod source;
 pub mod types;

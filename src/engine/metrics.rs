@@ -26,13 +26,15 @@ impl ProblemMetrics {
     /// Sets `problem_gauge{type,reason}`. A type has one reason at a time: the series of
     /// the type's previous reason is set to 0, as upstream does.
     pub fn set_gauge(&mut self, type_: &str, reason: &str, value: bool) {
-        if let Some(last) = self.last_reason.get(type_) {
-            if last != reason {
-                self.gauges.insert((type_.to_string(), last.clone()), false);
-            }
+        if let Some(last) = self.last_reason.get(type_)
+            && last != reason
+        {
+            self.gauges.insert((type_.to_string(), last.clone()), false);
         }
-        self.last_reason.insert(type_.to_string(), reason.to_string());
-        self.gauges.insert((type_.to_string(), reason.to_string()), value);
+        self.last_reason
+            .insert(type_.to_string(), reason.to_string());
+        self.gauges
+            .insert((type_.to_string(), reason.to_string()), value);
     }
 
     /// `problem_counter` series, sorted by reason.
@@ -42,7 +44,9 @@ impl ProblemMetrics {
 
     /// `problem_gauge` series, sorted by (type, reason).
     pub fn gauges(&self) -> impl Iterator<Item = (&str, &str, bool)> {
-        self.gauges.iter().map(|((t, r), v)| (t.as_str(), r.as_str(), *v))
+        self.gauges
+            .iter()
+            .map(|((t, r), v)| (t.as_str(), r.as_str(), *v))
     }
 
     /// The counter for one reason, if it exists.
@@ -52,7 +56,9 @@ impl ProblemMetrics {
 
     /// The gauge for one (type, reason), if it exists.
     pub fn gauge(&self, type_: &str, reason: &str) -> Option<bool> {
-        self.gauges.get(&(type_.to_string(), reason.to_string())).copied()
+        self.gauges
+            .get(&(type_.to_string(), reason.to_string()))
+            .copied()
     }
 }
 

@@ -107,7 +107,11 @@ impl Monitor {
     }
 
     /// Compiles a monitor with an explicit evaluation strategy.
-    pub fn with_strategy(config: &MonitorConfig, now: Timestamp, strategy: MatchStrategy) -> Result<Monitor, ConfigError> {
+    pub fn with_strategy(
+        config: &MonitorConfig,
+        now: Timestamp,
+        strategy: MatchStrategy,
+    ) -> Result<Monitor, ConfigError> {
         let mut rules = Vec::with_capacity(config.rules.len());
         let mut fast_patterns: Vec<&str> = Vec::new();
         let mut fast_index = Vec::with_capacity(config.rules.len());
@@ -132,9 +136,10 @@ impl Monitor {
             }
             let condition_index = match rule.kind {
                 RuleKind::Temporary => None,
-                RuleKind::Permanent | RuleKind::Recovery => {
-                    config.conditions.iter().position(|c| c.type_ == rule.condition)
-                }
+                RuleKind::Permanent | RuleKind::Recovery => config
+                    .conditions
+                    .iter()
+                    .position(|c| c.type_ == rule.condition),
             };
             rules.push(CompiledRule {
                 cfg: rule.clone(),
@@ -146,11 +151,13 @@ impl Monitor {
         let fast_set = if fast_patterns.is_empty() {
             None
         } else {
-            Some(pattern::compile_set(&fast_patterns).map_err(|e| ConfigError::InvalidValue {
-                path: config.path.clone(),
-                key: "rules".into(),
-                message: format!("the combined single-line rule set does not compile: {e}"),
-            })?)
+            Some(
+                pattern::compile_set(&fast_patterns).map_err(|e| ConfigError::InvalidValue {
+                    path: config.path.clone(),
+                    key: "rules".into(),
+                    message: format!("the combined single-line rule set does not compile: {e}"),
+                })?,
+            )
         };
         let conditions = config
             .conditions
@@ -225,7 +232,11 @@ impl Monitor {
     /// monitor this one replaces on reload). Unknown types are ignored. Returns whether
     /// the type is one of this monitor's.
     pub fn restore_condition(&mut self, condition: &Condition) -> bool {
-        let Some(i) = self.conditions.iter().position(|c| c.type_ == condition.type_) else {
+        let Some(i) = self
+            .conditions
+            .iter()
+            .position(|c| c.type_ == condition.type_)
+        else {
             return false;
         };
         self.conditions[i] = condition.clone();
@@ -309,14 +320,10 @@ impl Monitor {
         self.push(&line.message, line.timestamp);
         let newest_is_single_line = !line.message.contains('\n');
         let use_fast = self.strategy == MatchStrategy::Fast && newest_is_single_line;
-        if use_fast {
-            if let Some(set) = &self.fast_set {
-                self.fast_hits.fill(false);
-                if !set.matches_read_at(&mut self.fast_hits, &line.message, 0) {
-                    if !self.has_slow_rules {
-                        return out;
-                    }
-                }
+        if use_fast && let Some(set) = &self.fast_set {
+            self.fast_hits.fill(false);
+            if !set.matches_read_at(&mut self.fast_hits, &line.message, 0) && !self.has_slow_rules {
+                return out;
             }
         }
         let need_joined = !use_fast || self.has_slow_rules;
@@ -348,18 +355,20 @@ impl Monitor {
     }
 
     fn has_recover_after(&self) -> bool {
-        self.states.iter().any(|s| s.default.recover_after.is_some())
+        self.states
+            .iter()
+            .any(|s| s.default.recover_after.is_some())
     }
 
     fn push(&mut self, message: &str, ts: Timestamp) {
-        if self.buffer.len() == self.buffer_size {
-            if let Some((mut s, _)) = self.buffer.pop_front() {
-                // Reuse the allocation of the line that falls out.
-                s.clear();
-                s.push_str(message);
-                self.buffer.push_back((s, ts));
-                return;
-            }
+        if self.buffer.len() == self.buffer_size
+            && let Some((mut s, _)) = self.buffer.pop_front()
+        {
+            // Reuse the allocation of the line that falls out.
+            s.clear();
+            s.push_str(message);
+            self.buffer.push_back((s, ts));
+            return;
         }
         self.buffer.push_back((message.to_string(), ts));
     }
@@ -407,7 +416,9 @@ impl Monitor {
             }
             let window = rule.cfg.window.unwrap_or(Duration::ZERO);
             let oldest = rule.occurrences.front().copied().unwrap_or(now);
-            if rule.occurrences.len() < rule.cfg.min_occurrences as usize || add(oldest, window) < now {
+            if rule.occurrences.len() < rule.cfg.min_occurrences as usize
+                || add(oldest, window) < now
+            {
                 return None;
             }
         }

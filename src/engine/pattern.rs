@@ -107,16 +107,27 @@ fn strip_wrapper(msg: &str, _pattern: &str) -> String {
 /// An unparenthesised `|` at the top of the pattern. Checked on the syntax tree: the
 /// HIR folds `a|b` into a class and loses the distinction.
 fn top_level_alternation(pattern: &str) -> bool {
-    let mut parser = regex_syntax::ast::parse::ParserBuilder::new().octal(true).build();
-    matches!(parser.parse(pattern), Ok(regex_syntax::ast::Ast::Alternation(_)))
+    let mut parser = regex_syntax::ast::parse::ParserBuilder::new()
+        .octal(true)
+        .build();
+    matches!(
+        parser.parse(pattern),
+        Ok(regex_syntax::ast::Ast::Alternation(_))
+    )
 }
 
 fn can_match_newline(hir: &Hir) -> bool {
     match hir.kind() {
         HirKind::Empty | HirKind::Look(_) => false,
         HirKind::Literal(lit) => lit.0.contains(&b'\n'),
-        HirKind::Class(Class::Unicode(c)) => c.ranges().iter().any(|r| r.start() <= '\n' && '\n' <= r.end()),
-        HirKind::Class(Class::Bytes(c)) => c.ranges().iter().any(|r| r.start() <= b'\n' && b'\n' <= r.end()),
+        HirKind::Class(Class::Unicode(c)) => c
+            .ranges()
+            .iter()
+            .any(|r| r.start() <= '\n' && '\n' <= r.end()),
+        HirKind::Class(Class::Bytes(c)) => c
+            .ranges()
+            .iter()
+            .any(|r| r.start() <= b'\n' && b'\n' <= r.end()),
         HirKind::Repetition(r) => r.max != Some(0) && can_match_newline(&r.sub),
         HirKind::Capture(c) => can_match_newline(&c.sub),
         HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().any(can_match_newline),

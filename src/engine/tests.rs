@@ -11,7 +11,9 @@ fn ts(secs: i64) -> Timestamp {
 }
 
 fn monitor(json: &str, strategy: MatchStrategy) -> Monitor {
-    let cfg = parse_monitor_config(Path::new("t.json"), json).unwrap().config;
+    let cfg = parse_monitor_config(Path::new("t.json"), json)
+        .unwrap()
+        .config;
     Monitor::with_strategy(&cfg, ts(0), strategy).unwrap()
 }
 
@@ -41,7 +43,13 @@ fn temporary_rule_gives_warning_event() {
         let mut m = monitor(KERNEL, strategy);
         let (out, pm) = feed(
             &mut m,
-            &[(1, "hello"), (2, "Killed process 123 (stress) total-vm:1024kB, anon-rss:0kB")],
+            &[
+                (1, "hello"),
+                (
+                    2,
+                    "Killed process 123 (stress) total-vm:1024kB, anon-rss:0kB",
+                ),
+            ],
         );
         assert_eq!(out.len(), 1);
         assert_eq!(
@@ -67,7 +75,10 @@ fn permanent_rule_changes_condition_once() {
     let (out, pm) = feed(&mut m, &[(5, hung), (6, hung)]);
     assert_eq!(out.len(), 2);
     let c = &out[0].conditions[0];
-    assert_eq!((c.status, c.reason.as_str(), c.transition), (ConditionStatus::True, "DockerHung", ts(5)));
+    assert_eq!(
+        (c.status, c.reason.as_str(), c.transition),
+        (ConditionStatus::True, "DockerHung", ts(5))
+    );
     assert_eq!(out[0].events.len(), 1);
     assert_eq!(
         out[0].events[0].message,
@@ -88,7 +99,11 @@ fn multi_line_rule_matches_across_lines_with_suffix() {
         let (out, _) = feed(&mut m, &[(1, "zero"), (2, "first"), (3, "second")]);
         assert_eq!(out.len(), 1, "{strategy:?}");
         assert_eq!(out[0].events[0].message, "first\nsecond; see docs");
-        assert_eq!(out[0].events[0].timestamp, ts(2), "first matched line's timestamp");
+        assert_eq!(
+            out[0].events[0].timestamp,
+            ts(2),
+            "first matched line's timestamp"
+        );
     }
 }
 
@@ -133,7 +148,14 @@ fn recovery_rule_and_recover_after() {
         {"type":"recovery","condition":"LinkDown","reason":"NicLinkUp","pattern":"eth0: link up"}
       ]}"#;
     let mut m = monitor(json, MatchStrategy::Fast);
-    let (out, pm) = feed(&mut m, &[(10, "eth0: link down"), (20, "eth0: link up"), (30, "eth0: link up")]);
+    let (out, pm) = feed(
+        &mut m,
+        &[
+            (10, "eth0: link down"),
+            (20, "eth0: link up"),
+            (30, "eth0: link up"),
+        ],
+    );
     assert_eq!(out.len(), 2, "the second link-up changes nothing");
     assert_eq!(out[1].conditions[0].status, ConditionStatus::False);
     assert_eq!(out[1].conditions[0].reason, "NicLinkUp");
@@ -154,7 +176,10 @@ fn recovery_rule_and_recover_after() {
     let out = m.tick(ts(5000), &mut pm);
     assert_eq!(out.len(), 1);
     let c = &out[0].conditions[0];
-    assert_eq!((c.status, c.reason.as_str(), c.transition), (ConditionStatus::False, "LinkUp", ts(1000)));
+    assert_eq!(
+        (c.status, c.reason.as_str(), c.transition),
+        (ConditionStatus::False, "LinkUp", ts(1000))
+    );
     assert_eq!(
         out[0].events[0].message,
         "Node condition LinkDown is now: False, reason: LinkUp, message: \"link is up\""
@@ -172,7 +197,12 @@ fn min_occurrences_within_window() {
     // Three starts spread over more than 20 minutes: no fire. Then two more close together.
     let (out, _) = feed(
         &mut m,
-        &[(0, "Started kubelet"), (700, "Started kubelet"), (1300, "Started kubelet"), (1400, "Started kubelet")],
+        &[
+            (0, "Started kubelet"),
+            (700, "Started kubelet"),
+            (1300, "Started kubelet"),
+            (1400, "Started kubelet"),
+        ],
     );
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].conditions[0].status, ConditionStatus::True);
@@ -190,23 +220,32 @@ fn severity_info_gives_normal_event() {
 #[test]
 fn invalid_pattern_error_names_rule() {
     let json = r#"{"plugin":"kmsg","source":"s","rules":[{"type":"temporary","reason":"A","pattern":"ok"},{"type":"temporary","reason":"B","pattern":"(unclosed"}]}"#;
-    let cfg = parse_monitor_config(Path::new("t.json"), json).unwrap().config;
+    let cfg = parse_monitor_config(Path::new("t.json"), json)
+        .unwrap()
+        .config;
     let e = Monitor::new(&cfg, ts(0)).unwrap_err().to_string();
-    assert!(e.starts_with("t.json: rule 1 (reason \"B\"): pattern \"(unclosed\": invalid regex"), "{e}");
+    assert!(
+        e.starts_with("t.json: rule 1 (reason \"B\"): pattern \"(unclosed\": invalid regex"),
+        "{e}"
+    );
 }
 
 // ---- Property test: the fast path equals the plain implementation. ----
 
 fn pattern_strategy() -> impl Strategy<Value = String> {
     let atom = prop::sample::select(vec![
-        "a", "b", "ab", ".", "a*", "b+", "[ab]", "[^a]", "\\s", "\\w", "\\n", "(a|b)", "x?", "\\b", "(?m)^", "^",
-        "$", ".*", "(?s).", " ",
+        "a", "b", "ab", ".", "a*", "b+", "[ab]", "[^a]", "\\s", "\\w", "\\n", "(a|b)", "x?", "\\b",
+        "(?m)^", "^", "$", ".*", "(?s).", " ",
     ]);
     prop::collection::vec(atom, 1..5).prop_map(|v| v.concat())
 }
 
 fn line_strategy() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(vec!["a", "b", " ", "x", "\n", "ab"]), 0..6).prop_map(|v| v.concat())
+    prop::collection::vec(
+        prop::sample::select(vec!["a", "b", " ", "x", "\n", "ab"]),
+        0..6,
+    )
+    .prop_map(|v| v.concat())
 }
 
 proptest! {

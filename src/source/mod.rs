@@ -1,0 +1,291 @@
+//! Log sources: each turns one log into a stream of [`LogLine`]s (DESIGN.md section 2).
+//!
+//! A source owns all blocking I/O and runs on a thread of its own (never on the async
+//! runtime's workers). It pushes lines into a bounded channel through a [`LineSink`], so a
+//! slow monitor slows the reader instead of growing memory. Every source applies the
+//! monitor's [`LineFilter`] (lookback, delay, skipList) and keeps [`SourceStats`] that
+//! /healthz and /metrics read.
+
+pub mod capture;
+pub mod filelog;
+pub mod journald;
+pub mod kmsg;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+
+use crate::config::MonitorConfig;
+use crate::types::LogLine;
+
+/// Capacity of the channel between a source and its monitor.
+pub const LINE_CHANNEL_CAPACITY: usize = 1024;
+
+/// Counters and liveness of one source. All fields are updated lock-free on the hot path
+/// except `dead_reason`, which changes only on failures.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    /// Lines handed to the monitor.
+    pub lines_read: AtomicU64,
+    /// Lines dropped by lookback, delay or skipList.
+    pub lines_skipped: AtomicU64,
+    /// Lines that could not be parsed (filelog timestamp mismatch, malformed records).
+    pub lines_unparsed: AtomicU64,
+    /// Lines cut to the length limit.
+    pub lines_truncated: AtomicU64,
+    /// kmsg records the kernel overwrote before we read them.
+    pub records_lost: AtomicU64,
+    /// Times the source reopened its log after an error.
+    pub restarts: AtomicU64,
+    /// Unix milliseconds of the last successful read (0: none yet).
+    pub last_read_unix_ms: AtomicU64,
+    /// Unix milliseconds when the source started.
+    pub started_unix_ms: AtomicU64,
+    /// Set while the source cannot read, with the reason (shown by /healthz).
+    pub dead_reason: Mutex<Option<String>>,
+}
+
+impl SourceStats {
+    /// Records a successful read now.
+    pub fn touch(&self) {
+        self.last_read_unix_ms
+            .store(unix_ms_now(), Ordering::Relaxed);
+    }
+
+    /// Marks the source failing with a reason, or healthy again with `None`.
+    pub fn set_dead(&self, reason: Option<String>) {
+        if let Ok(mut g) = self.dead_reason.lock() {
+            *g = reason;
+        }
+    }
+
+    /// The current failure, if any.
+    pub fn dead(&self) -> Option<String> {
+        self.dead_reason.lock().ok().and_then(|g| g.clone())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Which lines a source drops before they reach the monitor.
+#[derive(Debug, Clone)]
+pub struct LineFilter {
+    /// Lines older than this are skipped: max(boot time + delay, start - lookback).
+    /// `None` keeps every line (captured logs in the dry-run).
+    pub not_before: Option<Timestamp>,
+    /// Lines whose message contains any of these are skipped.
+    pub skip_list: Vec<String>,
+}
+
+impl LineFilter {
+    /// The filter for a live source started at `now` on a machine booted at `boot`.
+    pub fn live(config: &MonitorConfig, now: Timestamp, boot: Timestamp) -> LineFilter {
+        let by_lookback = sub(now, config.lookback);
+        let by_delay = add(boot, config.delay);
+        LineFilter {
+            not_before: Some(by_lookback.max(by_delay)),
+            skip_list: config.skip_list.clone(),
+        }
+    }
+
+    /// A filter that keeps everything but the skip list (captured logs).
+    pub fn captured(config: &MonitorConfig) -> LineFilter {
+        LineFilter {
+            not_before: None,
+            skip_list: config.skip_list.clone(),
+        }
+    }
+
+    /// True when a line with this timestamp is too old. Call it as soon as the
+    /// timestamp is parsed, before the rest of the line.
+    pub fn too_old(&self, ts: Timestamp) -> bool {
+        self.not_before.is_some_and(|nb| ts < nb)
+    }
+
+    /// True when the message hits the skip list.
+    pub fn skipped(&self, message: &str) -> bool {
+        self.skip_list.iter().any(|s| message.contains(s.as_str()))
+    }
+}
+
+fn sub(t: Timestamp, d: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|s| t.checked_sub(s).ok())
+        .unwrap_or(Timestamp::MIN)
+}
+
+fn add(t: Timestamp, d: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|s| t.checked_add(s).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// The wall-clock time the machine booted, to the microsecond: CLOCK_REALTIME minus
+/// CLOCK_MONOTONIC (what kmsg timestamps count from). Read both clocks back to back and
+/// keep the tightest of a few tries so a preemption between the reads does not skew it.
+pub fn boot_time() -> Timestamp {
+    let mut best: Option<(i128, i128)> = None; // (uncertainty ns, boot ns)
+    for _ in 0..5 {
+        let r1 = clock_ns(libc::CLOCK_REALTIME);
+        let m = clock_ns(libc::CLOCK_MONOTONIC);
+        let r2 = clock_ns(libc::CLOCK_REALTIME);
+        let width = r2 - r1;
+        let boot = (r1 + r2) / 2 - m;
+        if best.is_none_or(|(w, _)| width < w) {
+            best = Some((width, boot));
+        }
+    }
+    let ns = best.map_or(0, |(_, b)| b);
+    Timestamp::from_nanosecond(ns).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes into it.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+/// A stop request that blocking readers can wait on with `poll(2)` next to their own
+/// file descriptor (an eventfd), so stopping needs no periodic wakeups.
+#[derive(Debug)]
+pub struct StopSignal {
+    fd: OwnedFd,
+    set: AtomicBool,
+}
+
+impl StopSignal {
+    /// Creates an unset signal.
+    pub fn new() -> std::io::Result<Arc<StopSignal>> {
+        // SAFETY: eventfd has no pointer arguments; the result is checked below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Arc::new(StopSignal {
+            fd,
+            set: AtomicBool::new(false),
+        }))
+    }
+
+    /// Requests the stop and wakes every poller.
+    pub fn set(&self) {
+        self.set.store(true, Ordering::SeqCst);
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to our own eventfd.
+        unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Whether a stop was requested.
+    pub fn is_set(&self) -> bool {
+        self.set.load(Ordering::SeqCst)
+    }
+
+    /// The eventfd to include in a `poll(2)` set; readable once stopped.
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Sleeps up to `d`, returning early (true) when stopped. For backoff waits.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = d.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, ms) };
+        self.is_set()
+    }
+}
+
+/// Where a source delivers its lines: a bounded channel to the monitor, the stats and
+/// the stop signal.
+#[derive(Debug, Clone)]
+pub struct LineSink {
+    tx: mpsc::Sender<LogLine>,
+    /// The source's counters.
+    pub stats: Arc<SourceStats>,
+    /// Set when the source should return.
+    pub stop: Arc<StopSignal>,
+    /// The monitor's filter.
+    pub filter: Arc<LineFilter>,
+}
+
+impl LineSink {
+    /// Creates a sink and the receiving end of its channel.
+    pub fn new(filter: LineFilter, stop: Arc<StopSignal>) -> (LineSink, mpsc::Receiver<LogLine>) {
+        let (tx, rx) = mpsc::channel(LINE_CHANNEL_CAPACITY);
+        let stats = Arc::new(SourceStats {
+            started_unix_ms: AtomicU64::new(unix_ms_now()),
+            ..Default::default()
+        });
+        (
+            LineSink {
+                tx,
+                stats,
+                stop,
+                filter: Arc::new(filter),
+            },
+            rx,
+        )
+    }
+
+    /// Applies the filter and delivers the line, blocking while the channel is full.
+    /// Returns false when the source should stop (stop requested or monitor gone).
+    /// Must not be called from an async context.
+    pub fn send(&self, line: LogLine) -> bool {
+        if self.filter.too_old(line.timestamp) || self.filter.skipped(&line.message) {
+            self.stats.lines_skipped.fetch_add(1, Ordering::Relaxed);
+            return !self.stop.is_set();
+        }
+        self.stats.lines_read.fetch_add(1, Ordering::Relaxed);
+        if self.stop.is_set() {
+            return false;
+        }
+        self.tx.blocking_send(line).is_ok()
+    }
+}
+
+/// Errors that stop a source for good (the daemon reports them; transient read errors
+/// are retried inside the source).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The log could not be opened or read and retrying cannot help.
+    #[error("{path}: {message}")]
+    Fatal {
+        /// The log path.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A live log source. `run` blocks until the sink's stop signal is set or the monitor
+/// goes away; transient errors are retried inside with backoff and reported through
+/// `sink.stats`.
+pub trait LogSource: Send {
+    /// A short name for logs and metrics, e.g. `kmsg:/dev/kmsg`.
+    fn name(&self) -> String;
+    /// Reads until stopped.
+    fn run(self: Box<Self>, sink: LineSink) -> Result<(), SourceError>;
+}
