@@ -9,3 +9,4 @@ pub mod engine;
 pub mod exporter;
 pub mod source;
 pub mod types;
+pub mod defaults;
