@@ -3,8 +3,10 @@
 //!
 //! Data flow (DESIGN.md section 2): [`source`] -> [`engine::Monitor`] -> exporters.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod defaults;
 pub mod dryrun;
 pub mod duration;
