@@ -30,7 +30,10 @@ fn main() {
         eprintln!("usage: gen_kernlog OUT_PATH [LINES]");
         std::process::exit(2);
     };
-    let lines: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let lines: u64 = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let file = std::fs::File::create(&out).unwrap_or_else(|e| {
         eprintln!("{out}: {e}");
         std::process::exit(1)
@@ -50,7 +53,8 @@ fn main() {
                 i * 2
             )
         } else {
-            CHATTER[(i as usize * 7 + i as usize / 13) % CHATTER.len()].replace("{n}", &(i % 977).to_string())
+            CHATTER[(i as usize * 7 + i as usize / 13) % CHATTER.len()]
+                .replace("{n}", &(i % 977).to_string())
         };
         let _ = writeln!(w, "{stamp} node-1 kernel: [{uptime:12.6}] {msg}");
     }

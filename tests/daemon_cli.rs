@@ -8,7 +8,10 @@ use support::daemon::BIN;
 
 #[test]
 fn no_config_is_an_error_saying_what_to_pass() {
-    let out = Command::new(BIN).arg("--enable-k8s-exporter=false").output().unwrap();
+    let out = Command::new(BIN)
+        .arg("--enable-k8s-exporter=false")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--config.system-log-monitor"), "{err}");
@@ -32,13 +35,20 @@ fn broken_config_is_reported_with_file_and_rule() {
     )
     .unwrap();
     let out = Command::new(BIN)
-        .args(["--enable-k8s-exporter=false", "--port=0", "--prometheus-port=0"])
+        .args([
+            "--enable-k8s-exporter=false",
+            "--port=0",
+            "--prometheus-port=0",
+        ])
         .arg(format!("--config.system-log-monitor={}", cfg.display()))
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.json: rule 0 (reason \"Broken\")"), "{err}");
+    assert!(
+        err.contains("bad.json: rule 0 (reason \"Broken\")"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -24,11 +24,18 @@ const RULES_V1: &str = r#"{
 
 fn syslog_line(msg: &str) -> String {
     let now = jiff::Zoned::now();
-    format!("{} node1 kernel: [ 1234.567890] {msg}\n", now.strftime("%b %e %H:%M:%S"))
+    format!(
+        "{} node1 kernel: [ 1234.567890] {msg}\n",
+        now.strftime("%b %e %H:%M:%S")
+    )
 }
 
 fn append(path: &Path, msg: &str) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     f.write_all(syslog_line(msg).as_bytes()).unwrap();
 }
 
@@ -45,25 +52,50 @@ fn endpoints_metrics_and_graceful_shutdown() {
     std::fs::write(&cfg, RULES_V1.replace("LOG", log.to_str().unwrap())).unwrap();
     let mut d = Daemon::start(
         dir.path(),
-        &["--enable-k8s-exporter=false", &format!("--config.system-log-monitor={}", cfg.display())],
+        &[
+            "--enable-k8s-exporter=false",
+            &format!("--config.system-log-monitor={}", cfg.display()),
+        ],
     );
     d.wait_up();
     let healthy = wait_for(Duration::from_secs(10), || {
         http_get(d.port, "/healthz").ok().filter(|(c, _)| *c == 200)
     });
-    assert!(healthy.is_some(), "healthz never 200: {:?}\n{}", http_get(d.port, "/healthz"), d.log());
+    assert!(
+        healthy.is_some(),
+        "healthz never 200: {:?}\n{}",
+        http_get(d.port, "/healthz"),
+        d.log()
+    );
 
     // Every rule reason starts at 0, upstream's names, no _total suffix.
     let m = d.metrics();
-    assert!(m.contains("problem_counter{reason=\"OOMKilling\"} 0"), "{m}");
-    assert!(m.contains("problem_gauge{reason=\"DockerHung\",type=\"KernelDeadlock\"} 0"), "{m}");
+    assert!(
+        m.contains("problem_counter{reason=\"OOMKilling\"} 0"),
+        "{m}"
+    );
+    assert!(
+        m.contains("problem_gauge{reason=\"DockerHung\",type=\"KernelDeadlock\"} 0"),
+        "{m}"
+    );
 
-    append(&log, "Out of memory: Killed process 4242 (stress) total-vm:1024kB");
+    append(
+        &log,
+        "Out of memory: Killed process 4242 (stress) total-vm:1024kB",
+    );
     append(&log, "task docker:1234 blocked for more than 120 seconds.");
-    let got = wait_for(Duration::from_secs(10), || counter(&d, "OOMKilling").filter(|v| *v == 1.0));
-    assert!(got.is_some(), "OOMKilling not counted:\n{}\n{}", d.metrics(), d.log());
+    let got = wait_for(Duration::from_secs(10), || {
+        counter(&d, "OOMKilling").filter(|v| *v == 1.0)
+    });
+    assert!(
+        got.is_some(),
+        "OOMKilling not counted:\n{}\n{}",
+        d.metrics(),
+        d.log()
+    );
     let g = wait_for(Duration::from_secs(10), || {
-        d.metric("problem_gauge{reason=\"DockerHung\",type=\"KernelDeadlock\"}").filter(|v| *v == 1.0)
+        d.metric("problem_gauge{reason=\"DockerHung\",type=\"KernelDeadlock\"}")
+            .filter(|v| *v == 1.0)
     });
     assert!(g.is_some(), "{}", d.metrics());
 
@@ -134,13 +166,17 @@ fn configmap_swap_reloads_rules_and_rejects_broken_config() {
     let cfg = cm.join("kernel-monitor-filelog.json");
     let mut d = Daemon::start(
         dir.path(),
-        &["--enable-k8s-exporter=false", &format!("--config.system-log-monitor={}", cfg.display())],
+        &[
+            "--enable-k8s-exporter=false",
+            &format!("--config.system-log-monitor={}", cfg.display()),
+        ],
     );
     d.wait_up();
     append(&log, "task docker:1 blocked for more than 120 seconds.");
     assert!(
         wait_for(Duration::from_secs(10), || {
-            d.metric("problem_gauge{reason=\"DockerHung\",type=\"KernelDeadlock\"}").filter(|v| *v == 1.0)
+            d.metric("problem_gauge{reason=\"DockerHung\",type=\"KernelDeadlock\"}")
+                .filter(|v| *v == 1.0)
         })
         .is_some(),
         "{}",
@@ -155,23 +191,46 @@ fn configmap_swap_reloads_rules_and_rejects_broken_config() {
     );
     cmdir.update(&[("kernel-monitor-filelog.json", &v2)]);
     let reloaded = wait_for(Duration::from_secs(10), || {
-        d.metric("npd_config_reloads_total{result=\"success\"}").filter(|v| *v == 1.0)
+        d.metric("npd_config_reloads_total{result=\"success\"}")
+            .filter(|v| *v == 1.0)
     });
     assert!(reloaded.is_some(), "{}\n{}", d.metrics(), d.log());
     assert_eq!(counter(&d, "SoftLockup"), Some(0.0));
-    append(&log, "watchdog: BUG: soft lockup - CPU#3 stuck for 22s! [kworker/3:1:123]");
-    assert!(wait_for(Duration::from_secs(10), || counter(&d, "SoftLockup").filter(|v| *v == 1.0)).is_some());
+    append(
+        &log,
+        "watchdog: BUG: soft lockup - CPU#3 stuck for 22s! [kworker/3:1:123]",
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || counter(&d, "SoftLockup")
+            .filter(|v| *v == 1.0))
+        .is_some()
+    );
     let (_, body) = http_get(d.port, "/conditions").unwrap();
-    assert!(body.contains("\"status\":\"True\""), "condition state lost on reload: {body}");
+    assert!(
+        body.contains("\"status\":\"True\""),
+        "condition state lost on reload: {body}"
+    );
     assert_eq!(counter(&d, "DockerHung"), Some(1.0), "old lines re-read");
 
     // A broken config is rejected; the last good one keeps running.
     cmdir.update(&[("kernel-monitor-filelog.json", "{ not json")]);
     let failed = wait_for(Duration::from_secs(10), || {
-        d.metric("npd_config_reloads_total{result=\"failure\"}").filter(|v| *v == 1.0)
+        d.metric("npd_config_reloads_total{result=\"failure\"}")
+            .filter(|v| *v == 1.0)
     });
     assert!(failed.is_some(), "{}", d.metrics());
-    assert!(d.log().contains("kernel-monitor-filelog.json"), "{}", d.log());
-    append(&log, "watchdog: BUG: soft lockup - CPU#1 stuck for 23s! [kworker/1:1:12]");
-    assert!(wait_for(Duration::from_secs(10), || counter(&d, "SoftLockup").filter(|v| *v == 2.0)).is_some());
+    assert!(
+        d.log().contains("kernel-monitor-filelog.json"),
+        "{}",
+        d.log()
+    );
+    append(
+        &log,
+        "watchdog: BUG: soft lockup - CPU#1 stuck for 23s! [kworker/1:1:12]",
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || counter(&d, "SoftLockup")
+            .filter(|v| *v == 2.0))
+        .is_some()
+    );
 }

@@ -12,18 +12,32 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_node-problem-detector");
 
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// GETs a URL path from 127.0.0.1:port; returns (status code, body).
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
-    let code = buf.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let code = buf
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((code, body))
 }
 
@@ -86,14 +100,18 @@ impl Daemon {
 
     /// The /metrics body.
     pub fn metrics(&self) -> String {
-        http_get(self.metrics_port, "/metrics").map(|(_, b)| b).unwrap_or_default()
+        http_get(self.metrics_port, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
     }
 
     /// The value of one metric series (exact series text before the value).
     pub fn metric(&self, series: &str) -> Option<f64> {
-        self.metrics()
-            .lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().strip_prefix("")).and_then(|v| v.trim().parse().ok()))
+        self.metrics().lines().find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|v| v.trim().strip_prefix(""))
+                .and_then(|v| v.trim().parse().ok())
+        })
     }
 
     /// Sends a signal.
