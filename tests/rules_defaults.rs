@@ -56,7 +56,8 @@ struct Example {
 
 fn examples(name: &str) -> Vec<Example> {
     let file = format!("tests/data/rules/{name}.txt");
-    let text = std::fs::read_to_string(root().join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let text =
+        std::fs::read_to_string(root().join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
@@ -77,10 +78,7 @@ fn examples(name: &str) -> Vec<Example> {
         };
         let (expect, near) = match expectation.strip_prefix('!') {
             Some(r) => (Vec::new(), Some(r.to_string())),
-            None => (
-                expectation.split(',').map(str::to_string).collect(),
-                None,
-            ),
+            None => (expectation.split(',').map(str::to_string).collect(), None),
         };
         out.push(Example {
             file: file.clone(),
@@ -108,9 +106,12 @@ fn message(ex: &Example, filelog_message: &Regex) -> String {
         }
         Form::Syslog => {
             // As the filelog source does: the last capture group of pluginConfig.message.
-            let caps = filelog_message
-                .captures(&ex.text)
-                .unwrap_or_else(|| panic!("{}:{}: filelog message regex does not match", ex.file, ex.lineno));
+            let caps = filelog_message.captures(&ex.text).unwrap_or_else(|| {
+                panic!(
+                    "{}:{}: filelog message regex does not match",
+                    ex.file, ex.lineno
+                )
+            });
             let last = caps.len() - 1;
             caps.get(last)
                 .map(|m| m.as_str().to_string())
@@ -200,16 +201,19 @@ fn example_lines_fire_exactly_the_expected_reasons() {
             count += 1;
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(count > 100, "only {count} examples");
 }
 
 #[test]
 fn every_rule_has_an_example_and_every_reason_a_near_miss() {
-    let filelog_message = Regex::new(
-        &load("kernel-monitor-filelog").plugin_config["message"],
-    )
-    .unwrap();
+    let filelog_message =
+        Regex::new(&load("kernel-monitor-filelog").plugin_config["message"]).unwrap();
     let mut missing = Vec::new();
     for name in CONFIGS {
         let cfg = load(name);
@@ -228,7 +232,10 @@ fn every_rule_has_an_example_and_every_reason_a_near_miss() {
                     && re.is_match(&message(ex, &filelog_message))
             });
             if !covered {
-                missing.push(format!("{name} rule {i} ({}): no raw example matches {:?}", rule.reason, rule.pattern));
+                missing.push(format!(
+                    "{name} rule {i} ({}): no raw example matches {:?}",
+                    rule.reason, rule.pattern
+                ));
             }
             if !near.contains_key(rule.reason.as_str()) {
                 missing.push(format!("{name} rule {i} ({}): no near miss", rule.reason));
@@ -286,7 +293,9 @@ fn filelog_message_regex_keeps_the_whole_message() {
     }
     let ts = Regex::new(&filelog.plugin_config["timestamp"]).unwrap();
     assert_eq!(
-        ts.find("Nov  3 09:57:24 node-1 kernel: x").unwrap().as_str(),
+        ts.find("Nov  3 09:57:24 node-1 kernel: x")
+            .unwrap()
+            .as_str(),
         "Nov  3 09:57:24"
     );
     assert_eq!(filelog.plugin_config["timestampFormat"], "Jan _2 15:04:05");
