@@ -113,7 +113,9 @@ pub fn literal_prefilter(patterns: &[&str]) -> Option<regex::bytes::Regex> {
             .build()
             .parse(pattern)
             .ok()?;
-        let mut seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+        let mut seq = Extractor::new()
+            .kind(ExtractKind::Prefix)
+            .extract(&strip_leading_star(hir));
         // Shortens and merges literals; they stay prefixes of every match, so a line
         // without any of them still cannot match.
         seq.optimize_for_prefix_by_preference();
@@ -146,6 +148,22 @@ pub fn literal_prefilter(patterns: &[&str]) -> Option<regex::bytes::Regex> {
         .size_limit(SIZE_LIMIT)
         .build()
         .ok()
+}
+
+/// Drops leading `x*`-style repetitions (the `.*` of upstream's CPER patterns):
+/// the search is unanchored, so any match of the whole pattern contains a match of the
+/// rest, and the rest's prefixes are literals every matching line contains.
+fn strip_leading_star(hir: Hir) -> Hir {
+    if let HirKind::Concat(parts) = hir.kind() {
+        let skip = parts
+            .iter()
+            .take_while(|h| matches!(h.kind(), HirKind::Repetition(r) if r.min == 0))
+            .count();
+        if skip > 0 && skip < parts.len() {
+            return Hir::concat(parts[skip..].to_vec());
+        }
+    }
+    hir
 }
 
 fn strip_wrapper(msg: &str, _pattern: &str) -> String {
@@ -231,7 +249,12 @@ mod tests {
         assert!(pre.is_match("caf\u{e9} ok".as_bytes()));
         assert!(!pre.is_match(b"usb 1-1: new high-speed USB device"));
         // A pattern that can start anywhere disables the prefilter.
-        assert!(literal_prefilter(&[r"abc", r".*x"]).is_none());
+        assert!(literal_prefilter(&[r"abc", r".*"]).is_none());
+        assert!(literal_prefilter(&[r"abc", r"x*.?y"]).is_none());
+        // A leading `.*` is skipped: upstream's CPER rules keep the prefilter.
+        let pre = literal_prefilter(&[r".*\[Hardware Error\]: event severity: fatal$"]).unwrap();
+        assert!(pre.is_match(b"{3}[Hardware Error]: event severity: fatal"));
+        assert!(!pre.is_match(b"usb 1-1: new high-speed USB device"));
         assert!(literal_prefilter(&[r"abc", r"(?i)x"]).is_none());
     }
 
