@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use npd::config::{MonitorConfig, RuleKind, load_monitor_config};
+use npd::duration::parse_go_duration;
 use npd::engine::{Monitor, ProblemMetrics};
 use npd::types::{ConditionStatus, LogLine};
 use serde_json::Value;
@@ -317,6 +318,21 @@ fn upstream_configs_load_and_mean_the_same() {
         assert_eq!(cfg.log_path, str_key(&raw, "logPath"), "{name}");
         let want_buffer = raw.get("bufferSize").and_then(Value::as_u64).unwrap_or(10);
         assert_eq!(cfg.buffer_size as u64, want_buffer, "{name}");
+        let want_metrics = raw
+            .get("metricsReporting")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        assert_eq!(cfg.metrics_reporting, want_metrics, "{name}");
+        let lookback = raw.get("lookback").and_then(Value::as_str).unwrap_or("0");
+        assert_eq!(cfg.lookback, parse_go_duration(lookback).unwrap(), "{name}");
+        let skip: Vec<&str> = raw
+            .get("skipList")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(cfg.skip_list, skip, "{name}");
         let conds = raw["conditions"].as_array().unwrap();
         assert_eq!(cfg.conditions.len(), conds.len(), "{name}");
         for (c, r) in cfg.conditions.iter().zip(conds) {
