@@ -566,6 +566,46 @@ mod tests {
         assert_eq!(read_saved_records(&b""[..]).count(), 0);
     }
 
+    /// After a reopen the kernel starts again at its oldest record: records already
+    /// handled are skipped, and sequence gaps count as lost whether or not EPIPE was seen.
+    #[test]
+    fn reader_skips_already_delivered_and_counts_gaps() {
+        let stop = crate::source::StopSignal::new().unwrap();
+        let filter = crate::source::LineFilter {
+            not_before: None,
+            skip_list: Vec::new(),
+        };
+        let (sink, mut rx) = LineSink::new(filter, stop);
+        let mut reader = Reader {
+            sink: &sink,
+            boot: Timestamp::UNIX_EPOCH,
+            last_seq: None,
+            dead: false,
+        };
+        let rec = |seq: u64| format!("6,{seq},{},-;msg {seq}\n SUBSYSTEM=x\n", seq * 1000);
+        for seq in [5, 6] {
+            assert!(reader.handle(rec(seq).as_bytes()));
+        }
+        // Reopen: the kernel replays from seq 3.
+        for seq in 3..=8 {
+            assert!(reader.handle(rec(seq).as_bytes()));
+        }
+        // Gap 8 -> 11 without EPIPE: 2 lost.
+        assert!(reader.handle(rec(11).as_bytes()));
+        assert!(reader.handle(b"garbage"));
+        let mut got = Vec::new();
+        while let Ok(l) = rx.try_recv() {
+            got.push(l);
+        }
+        let msgs: Vec<_> = got.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(msgs, ["msg 5", "msg 6", "msg 7", "msg 8", "msg 11"]);
+        assert_eq!(got[0].fields, vec![("SUBSYSTEM".into(), "x".into())]);
+        assert_eq!(got[0].timestamp, Timestamp::from_millisecond(5).unwrap());
+        let stats = &sink.stats;
+        assert_eq!(stats.records_lost.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.lines_unparsed.load(Ordering::Relaxed), 1);
+    }
+
     proptest::proptest! {
         #[test]
         fn parse_record_never_panics(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
