@@ -124,6 +124,11 @@ fn delivers_written_records_with_precise_timestamps_and_no_fields() {
         );
     }
     assert!(got.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+    eprintln!(
+        "first record stamped {} after the write started, last {} before it was received",
+        got[0].timestamp.duration_since(written_at),
+        received_at.duration_since(got[49].timestamp)
+    );
     assert!(r.stats.lines_read.load(Ordering::Relaxed) >= 50);
     assert!(r.stats.last_read_unix_ms.load(Ordering::Relaxed) > 0);
     assert_eq!(r.stats.restarts.load(Ordering::Relaxed), 0);
