@@ -6,8 +6,8 @@ mod filelog_support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
 use filelog_support::*;
+use jiff::{SignedDuration, Timestamp};
 
 #[test]
 fn appended_lines_arrive() {
@@ -60,7 +60,10 @@ fn rename_and_create_rotation() {
 fn copytruncate_restarts_at_zero() {
     let mut h = Harness::start("", create);
     let long = "x".repeat(100);
-    append(&h.log, &(line(&format!("a {long}")) + &line(&format!("b {long}"))));
+    append(
+        &h.log,
+        &(line(&format!("a {long}")) + &line(&format!("b {long}"))),
+    );
     assert_eq!(h.messages(2).len(), 2);
     std::fs::copy(&h.log, h.dir.path().join("app.log.1")).unwrap();
     std::fs::OpenOptions::new()

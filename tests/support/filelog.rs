@@ -113,8 +113,12 @@ impl Harness {
     /// The next line, or None after `timeout`.
     pub fn recv(&mut self, timeout: Duration) -> Option<LogLine> {
         let rx = &mut self.rx;
-        self.rt
-            .block_on(async { tokio::time::timeout(timeout, rx.recv()).await.ok().flatten() })
+        self.rt.block_on(async {
+            tokio::time::timeout(timeout, rx.recv())
+                .await
+                .ok()
+                .flatten()
+        })
     }
 
     /// Exactly `n` messages, failing if they do not arrive within [`ARRIVE`].
@@ -125,7 +129,10 @@ impl Harness {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.recv(left) {
                 Some(l) => out.push(l.message),
-                None => panic!("only {} of {n} lines arrived within {ARRIVE:?}: {out:?}", out.len()),
+                None => panic!(
+                    "only {} of {n} lines arrived within {ARRIVE:?}: {out:?}",
+                    out.len()
+                ),
             }
         }
         out
