@@ -610,3 +610,112 @@ impl<'a> Tail<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_monitor_config;
+    use std::path::Path;
+
+    fn config(plugin_config: &str) -> MonitorConfig {
+        let text = format!(
+            r#"{{"plugin": "filelog", "pluginConfig": {plugin_config},
+                "logPath": "/var/log/kern.log", "lookback": "5m", "source": "t",
+                "conditions": [], "rules": []}}"#
+        );
+        parse_monitor_config(Path::new("/etc/npd/k.json"), &text)
+            .unwrap()
+            .config
+    }
+
+    fn kernel() -> Translator {
+        // Upstream's kernel-monitor-filelog.json.
+        let c = config(
+            r#"{"timestamp": "^.{15}", "message": "kernel: \\[.*\\] (.*)",
+                "timestampFormat": "Jan _2 15:04:05"}"#,
+        );
+        Translator::new(&c).unwrap().with_time_zone(TimeZone::UTC)
+    }
+
+    #[test]
+    fn upstream_kernel_config() {
+        let now: Timestamp = "2026-06-10T12:00:00Z".parse().unwrap();
+        let got = kernel().translate(
+            "Jun  9 08:01:02 node kernel: [12345.678] task foo blocked for more than 120 seconds.",
+            now,
+            None,
+        );
+        assert_eq!(
+            got,
+            Translated::Line(LogLine::new(
+                "2026-06-09T08:01:02Z".parse().unwrap(),
+                "task foo blocked for more than 120 seconds."
+            ))
+        );
+        assert!(matches!(
+            kernel().translate("Jun  9 08:01:02 node sshd: hello", now, None),
+            Translated::Unparsed(_)
+        ));
+        assert!(matches!(
+            kernel().translate("short", now, None),
+            Translated::Unparsed(_)
+        ));
+    }
+
+    #[test]
+    fn too_old_skips_the_message_regex() {
+        let now: Timestamp = "2026-06-10T12:00:00Z".parse().unwrap();
+        let filter = LineFilter {
+            not_before: Some("2026-06-10T11:55:00Z".parse().unwrap()),
+            skip_list: vec![],
+        };
+        // The message regex would not match, but the line is too old first.
+        assert_eq!(
+            kernel().translate("Jun 10 11:00:00 node sshd: hello", now, Some(&filter)),
+            Translated::TooOld
+        );
+    }
+
+    #[test]
+    fn last_group_semantics() {
+        let c = config(
+            r#"{"timestamp": "^\\S+ \\S+", "message": "(a)|(b)",
+                "timestampFormat": "2006-01-02 15:04:05"}"#,
+        );
+        let t = Translator::new(&c).unwrap().with_time_zone(TimeZone::UTC);
+        let now = Timestamp::now();
+        // Timestamp regex without a group: the whole match. The message regex's last
+        // group did not take part: "" (as Go).
+        match t.translate("2026-01-02 03:04:05 xa", now, None) {
+            Translated::Line(l) => assert_eq!(l.message, ""),
+            other => panic!("{other:?}"),
+        }
+        match t.translate("2026-01-02 03:04:05 xb", now, None) {
+            Translated::Line(l) => {
+                assert_eq!(l.message, "b");
+                assert_eq!(l.timestamp, "2026-01-02T03:04:05Z".parse().unwrap());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn config_errors_name_file_and_key() {
+        let c = config(
+            r#"{"timestamp": "^.{15}", "message": "(.*)", "timestampFormat": "Jan 002 15:04"}"#,
+        );
+        let e = FilelogSource::new(&c).unwrap_err().to_string();
+        assert!(e.contains("/etc/npd/k.json"), "{e}");
+        assert!(e.contains("pluginConfig.timestampFormat"), "{e}");
+        assert!(e.contains("\"002\""), "{e}");
+        let mut c = c;
+        c.plugin_config
+            .insert("timestampFormat".into(), "Jan _2 15:04:05".into());
+        c.plugin_config.insert("message".into(), "(".into());
+        let e = FilelogSource::new(&c).unwrap_err().to_string();
+        assert!(e.contains("pluginConfig.message"), "{e}");
+        c.plugin_config.remove("message");
+        let e = FilelogSource::new(&c).unwrap_err().to_string();
+        assert!(e.contains("pluginConfig.message"), "{e}");
+    }
+}
