@@ -9,6 +9,8 @@
 //! - copytruncate loses lines written between copy and truncate in real logrotate too,
 //!   so the model lets the reader catch up first ("quiet"), truncates, writes a short
 //!   sync line (shorter than what was read, so the shrink is visible) and waits for it.
+//!   A reader cannot notice a truncation once the file has grown back past the old
+//!   size, so the model never lets that happen before the sync line arrived.
 //!
 //! An unfinished line is lost when its file is rotated away (it is never completed).
 
@@ -126,13 +128,19 @@ impl Model {
                 if self.current_first.is_none() {
                     return; // Empty file: truncation changes nothing.
                 }
+                self.syncs += 1;
+                let msg = format!("s{}", self.syncs);
+                let sync = line(&msg);
+                // The file must be longer than the sync line, or the reader cannot tell
+                // the truncated-and-rewritten file from the old one.
+                if std::fs::metadata(&log).unwrap().len() <= sync.len() as u64 {
+                    self.apply(h, &Op::Write(1));
+                }
                 self.receive_until(h, self.expected.len());
                 std::fs::copy(&log, h.dir.path().join("app.log.1")).unwrap();
                 truncate(&log);
                 self.file_switched();
-                self.syncs += 1;
-                let msg = format!("s{}", self.syncs);
-                append(&log, &line(&msg));
+                append(&log, &sync);
                 self.wrote(msg);
                 self.receive_until(h, self.expected.len());
             }
