@@ -4,10 +4,10 @@
 //! Data flow (DESIGN.md section 2): [`source`] -> [`engine::Monitor`] -> exporters.
 
 pub mod config;
-pub mod defaults;
 pub mod duration;
 pub mod engine;
 pub mod exporter;
 pub mod gotime;
 pub mod source;
 pub mod types;
+pub mod defaults;
