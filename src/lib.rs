@@ -12,6 +12,7 @@ pub mod dryrun;
 pub mod duration;
 pub mod engine;
 pub mod exporter;
+pub mod gotime;
 pub mod source;
 pub mod types;
 pub mod validate;
