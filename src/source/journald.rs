@@ -417,6 +417,9 @@ const WATCH_MASK: u32 = libc::IN_MODIFY
     | libc::IN_MOVE_SELF
     | libc::IN_ATTRIB;
 
+const PARENT_MASK: u32 =
+    libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF;
+
 impl DirWatch {
     fn new() -> std::io::Result<DirWatch> {
         // SAFETY: no pointer arguments; the result is checked.
@@ -430,13 +433,23 @@ impl DirWatch {
         })
     }
 
+    /// Watches only for entries appearing in `path` (a parent of a missing journal
+    /// directory such as /var/log, whose other files change all the time).
+    fn add_parent(&self, path: &Path) -> bool {
+        self.add_mask(path, PARENT_MASK)
+    }
+
     /// Adds (or refreshes) a watch; adding the same path twice is harmless.
     fn add(&self, path: &Path) -> bool {
+        self.add_mask(path, WATCH_MASK)
+    }
+
+    fn add_mask(&self, path: &Path, mask: u32) -> bool {
         let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
             return false;
         };
         // SAFETY: a valid NUL-terminated path and our own inotify fd.
-        unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), WATCH_MASK) >= 0 }
+        unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) >= 0 }
     }
 
     /// Watches `dir` and its machine-id subdirectories.
@@ -529,11 +542,13 @@ impl LogSource for JournaldSource {
                 }
                 sink.stats.set_dead(Some(reason));
                 for p in std::iter::once(&self.path).chain(self.fallback.as_ref()) {
-                    if let Some(a) = existing_ancestor(p) {
-                        watch.watch_tree(&a);
-                        if a == *p {
-                            watch.watch_tree(p);
+                    match existing_ancestor(p) {
+                        // The directory exists but holds no journal yet.
+                        Some(a) if a == *p => watch.watch_tree(p),
+                        Some(a) => {
+                            watch.add_parent(&a);
                         }
+                        None => {}
                     }
                 }
                 // Re-check for journal files that appeared between pick_dir and the watch.
@@ -626,6 +641,50 @@ mod tests {
         assert!(is_machine_dir("3d1219c7c4c5404aaa1f6d2a48adfda4"));
         assert!(!is_machine_dir("3d1219c7c4c5404aaa1f6d2a48adfda4.ns"));
         assert!(!is_machine_dir("x"));
+    }
+
+    #[test]
+    fn falls_back_when_the_configured_directory_is_empty() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("var"), t.path().join("run"));
+        let src = JournaldSource {
+            path: a.clone(),
+            fallback: Some(b.clone()),
+            identifier: None,
+        };
+        assert_eq!(src.pick_dir(), None);
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(b.join("0123456789abcdef0123456789abcdef")).unwrap();
+        std::fs::write(
+            b.join("0123456789abcdef0123456789abcdef/system.journal"),
+            b"",
+        )
+        .unwrap();
+        assert_eq!(src.pick_dir(), Some(b.clone()));
+        std::fs::write(a.join("system.journal"), b"").unwrap();
+        assert_eq!(src.pick_dir(), Some(a));
+    }
+
+    #[test]
+    fn config_defaults_and_identifier() {
+        let mut c = crate::config::parse_monitor_config(
+            Path::new("j.json"),
+            r#"{"plugin":"journald","pluginConfig":{"source":"kernel"},"source":"kernel-monitor","conditions":[],"rules":[]}"#,
+        )
+        .unwrap()
+        .config;
+        let s = JournaldSource::new(&c);
+        assert_eq!(s.path, Path::new(DEFAULT_JOURNAL_PATH));
+        assert_eq!(
+            s.fallback.as_deref(),
+            Some(Path::new(FALLBACK_JOURNAL_PATH))
+        );
+        assert_eq!(s.identifier.as_deref(), Some("kernel"));
+        c.log_path = "/custom".into();
+        c.plugin_config.clear();
+        let s = JournaldSource::new(&c);
+        assert_eq!(s.fallback, None);
+        assert_eq!(s.identifier, None);
     }
 
     #[test]
