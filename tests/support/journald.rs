@@ -123,8 +123,11 @@ impl TestJournald {
         self.journalctl(&["--sync"]);
     }
 
-    /// Archives the active file and starts a new one; waits until done.
+    /// Archives the active file and starts a new one; waits until done. Entries sent
+    /// before are written first (journald would otherwise race the socket against the
+    /// rotate request and may put them in the new file).
     pub fn rotate(&self) {
+        self.sync();
         let before = self.archived_files();
         self.journalctl(&["--rotate"]);
         let deadline = Instant::now() + Duration::from_secs(10);
