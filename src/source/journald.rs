@@ -338,7 +338,6 @@ impl JournaldSource {
             realtime: since,
             seqnums_at_realtime: HashSet::new(),
         });
-        let mut read_any = false;
         for r in iter {
             let e = match r {
                 Ok(e) => e,
@@ -356,7 +355,6 @@ impl JournaldSource {
                 continue;
             }
             p.advance(rt, seq, boot);
-            read_any = true;
             if sink.filter.too_old(usec_to_ts(rt)) {
                 // Cheap path: skip before decoding MESSAGE.
                 sink.stats
@@ -368,9 +366,9 @@ impl JournaldSource {
                 return Ok(false);
             }
         }
-        if read_any {
-            sink.stats.touch();
-        }
+        // A successful look at the journal counts as a read even when no entry matched:
+        // a rarely logging identifier is not a stalled source.
+        sink.stats.touch();
         Ok(true)
     }
 }
