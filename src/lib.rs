@@ -4,9 +4,9 @@
 //! Data flow (DESIGN.md section 2): [`source`] -> [`engine::Monitor`] -> exporters.
 
 pub mod config;
+pub mod defaults;
 pub mod duration;
 pub mod engine;
 pub mod exporter;
 pub mod source;
 pub mod types;
-pub mod defaults;

@@ -89,9 +89,7 @@ impl Default for KubeTuning {
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
     /// No node name could be determined.
-    #[error(
-        "cannot determine the node name: pass --hostname-override or set NODE_NAME ({0})"
-    )]
+    #[error("cannot determine the node name: pass --hostname-override or set NODE_NAME ({0})")]
     NodeName(String),
     /// `--apiserver-override` is not a usable URL or carries unknown parameters.
     #[error("--apiserver-override {url:?}: {reason}")]
@@ -146,7 +144,10 @@ impl KubeStats {
 
     /// A copy of the error counters.
     pub fn api_errors(&self) -> BTreeMap<u16, u64> {
-        self.api_errors.lock().map(|m| m.clone()).unwrap_or_default()
+        self.api_errors
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
     }
 
     /// True when requests have been failing for longer than `limit` (for /healthz).
@@ -210,13 +211,16 @@ async fn build_config(over: Option<&str>) -> Result<kube::Config, KubeError> {
         url: raw.to_string(),
         reason,
     };
-    let uri: hyper::Uri = raw
-        .parse()
-        .map_err(|e| bad(format!("not a URL: {e}")))?;
+    let uri: hyper::Uri = raw.parse().map_err(|e| bad(format!("not a URL: {e}")))?;
     let mut in_cluster: Option<bool> = None;
     let mut auth: Option<String> = None;
     let mut insecure = false;
-    for pair in uri.query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+    for pair in uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let parse_bool = |v: &str| match v {
             "true" | "1" | "True" | "TRUE" | "" => Ok(true),
@@ -242,8 +246,9 @@ async fn build_config(over: Option<&str>) -> Result<kube::Config, KubeError> {
             .map_err(|e| bad(format!("auth={path}: {e}")))?
     } else {
         match in_cluster {
-            Some(true) => kube::Config::incluster()
-                .map_err(|e| bad(format!("inClusterConfig=true: {e}")))?,
+            Some(true) => {
+                kube::Config::incluster().map_err(|e| bad(format!("inClusterConfig=true: {e}")))?
+            }
             // Upstream defaults to in-cluster; out of a cluster a bare URL (the test API
             // server, kubectl proxy) is used as is, with no credentials.
             None => kube::Config::incluster().unwrap_or_else(|_| kube::Config::new(uri.clone())),
@@ -252,9 +257,7 @@ async fn build_config(over: Option<&str>) -> Result<kube::Config, KubeError> {
     };
     if let (Some(scheme), Some(auth)) = (uri.scheme(), uri.authority()) {
         let base = format!("{scheme}://{auth}");
-        config.cluster_url = base
-            .parse()
-            .map_err(|e| bad(format!("bad host: {e}")))?;
+        config.cluster_url = base.parse().map_err(|e| bad(format!("bad host: {e}")))?;
     }
     if insecure {
         config.accept_invalid_certs = true;
@@ -395,6 +398,9 @@ impl KubeExporter {
         config.connect_timeout = Some(Duration::from_secs(5).min(tuning.request_timeout));
         config.read_timeout = Some(tuning.request_timeout);
         config.write_timeout = Some(tuning.request_timeout);
+        // Our writer retries with the latest state and honours Retry-After; kube's own
+        // retry layer would resend stale bodies and hide errors from the metrics.
+        config.default_retry = false;
         let client =
             kube::Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))?;
         let stats = Arc::new(KubeStats::default());
@@ -961,11 +967,9 @@ impl Worker {
                 ConditionOutcome::Sent
             }
             Err(f) => {
-                let wait = f
-                    .retry_after
-                    .map_or(self.inner.tuning.retry_period, |ra| {
-                        ra.max(self.inner.tuning.retry_period)
-                    });
+                let wait = f.retry_after.map_or(self.inner.tuning.retry_period, |ra| {
+                    ra.max(self.inner.tuning.retry_period)
+                });
                 self.next_condition_attempt = Some(Instant::now() + wait);
                 ConditionOutcome::Failed
             }
@@ -975,7 +979,12 @@ impl Worker {
     async fn write_event(&mut self, mut e: QueuedEvent) {
         let ns = self.namespace().to_string();
         let node = self.inner.opts.node_name.clone();
-        let key = (e.source.clone(), e.reason.clone(), e.message.clone(), e.type_);
+        let key = (
+            e.source.clone(),
+            e.reason.clone(),
+            e.message.clone(),
+            e.type_,
+        );
         let now = k8s_time(Timestamp::now());
         let result = if let Some(cached) = self.recent.map.get(&key) {
             let count = cached.count + 1;
@@ -1022,9 +1031,12 @@ impl Worker {
                     self.next_event_attempt = Some(Instant::now() + wait);
                     self.pending.push_front(e);
                 } else {
-                    self.next_event_attempt = transient
-                        .then(|| Instant::now() + self.inner.tuning.retry_period);
-                    self.inner.stats.events_failed.fetch_add(1, Ordering::Relaxed);
+                    self.next_event_attempt =
+                        transient.then(|| Instant::now() + self.inner.tuning.retry_period);
+                    self.inner
+                        .stats
+                        .events_failed
+                        .fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -1081,7 +1093,10 @@ mod tests {
             assert_eq!(b.take(t0), Duration::ZERO);
         }
         let w = b.take(t0);
-        assert!(w > Duration::from_millis(400) && w <= Duration::from_millis(500), "{w:?}");
+        assert!(
+            w > Duration::from_millis(400) && w <= Duration::from_millis(500),
+            "{w:?}"
+        );
     }
 
     #[test]
@@ -1092,9 +1107,14 @@ mod tests {
         let err = rt
             .block_on(build_config(Some("http://127.0.0.1:1?bogus=1")))
             .unwrap_err();
-        assert!(err.to_string().contains("unknown parameter \"bogus\""), "{err}");
+        assert!(
+            err.to_string().contains("unknown parameter \"bogus\""),
+            "{err}"
+        );
         let cfg = rt
-            .block_on(build_config(Some("http://127.0.0.1:1234?inClusterConfig=false")))
+            .block_on(build_config(Some(
+                "http://127.0.0.1:1234?inClusterConfig=false",
+            )))
             .unwrap();
         assert_eq!(cfg.cluster_url.to_string(), "http://127.0.0.1:1234/");
     }
