@@ -369,11 +369,14 @@ struct Inner {
     stats: Arc<KubeStats>,
 }
 
+/// The writer task and the channel that tells it to flush and stop (with a deadline).
+type WorkerTask = (tokio::task::JoinHandle<()>, oneshot::Sender<Instant>);
+
 /// Handle to the Kubernetes reporter; cloning is cheap.
 #[derive(Clone)]
 pub struct KubeExporter {
     inner: Arc<Inner>,
-    task: Arc<Mutex<Option<(tokio::task::JoinHandle<()>, oneshot::Sender<Instant>)>>>,
+    task: Arc<Mutex<Option<WorkerTask>>>,
 }
 
 impl KubeExporter {
@@ -738,12 +741,15 @@ impl Api {
     }
 }
 
+/// (source, reason, message, type): what makes two events identical.
+type EventKey = (String, String, String, &'static str);
+
 /// Remembers recently written events so an identical repeat patches the existing object
 /// (client-go's EventLogger: an LRU of 4096 keys).
 #[derive(Default)]
 struct EventCache {
-    map: HashMap<(String, String, String, &'static str), CachedEvent>,
-    order: VecDeque<(String, String, String, &'static str)>,
+    map: HashMap<EventKey, CachedEvent>,
+    order: VecDeque<EventKey>,
 }
 
 struct CachedEvent {
@@ -754,7 +760,7 @@ struct CachedEvent {
 const EVENT_CACHE_CAP: usize = 4096;
 
 impl EventCache {
-    fn insert(&mut self, key: (String, String, String, &'static str), v: CachedEvent) {
+    fn insert(&mut self, key: EventKey, v: CachedEvent) {
         if self.map.insert(key.clone(), v).is_none() {
             self.order.push_back(key);
             while self.order.len() > EVENT_CACHE_CAP {
@@ -1047,7 +1053,7 @@ impl Worker {
         ns: &str,
         node: &str,
         e: &QueuedEvent,
-        key: &(String, String, String, &'static str),
+        key: &EventKey,
         now: &str,
     ) -> Result<(), ApiFailure> {
         // client-go names events "<object>.<hex unix nanos>".
