@@ -680,3 +680,58 @@ fn unknown_override_parameters_are_rejected() {
     let err = rt.block_on(KubeExporter::start(o, owned())).err().unwrap();
     assert!(err.to_string().contains("/nonexistent/kubeconfig"), "{err}");
 }
+
+#[tokio::test]
+async fn dropped_connections_and_slow_answers_are_retried() {
+    let s = server().await;
+    let tuning = KubeTuning {
+        request_timeout: Duration::from_millis(500),
+        ..fast()
+    };
+    let (exp, _) = KubeExporter::start_with_tuning(opts(&s), owned(), tuning)
+        .await
+        .unwrap();
+    s.fail_next(1, Some("/status"), FaultKind::Drop);
+    s.fail_next(1, Some("/status"), FaultKind::Delay(Duration::from_secs(2)));
+    s.fail_next(
+        1,
+        Some("/events"),
+        FaultKind::Status {
+            code: 503,
+            retry_after: None,
+        },
+    );
+    exp.report(&status(
+        "m",
+        vec![cond("KernelDeadlock", ConditionStatus::True, "DockerHung")],
+        vec![event("A", "retried after 503")],
+    ));
+    wait_for("the condition", Duration::from_secs(15), || {
+        s.condition(NODE, "KernelDeadlock").is_some()
+    })
+    .await;
+    wait_for("event A", Duration::from_secs(15), || {
+        s.events().iter().any(|e| e["reason"] == "A")
+    })
+    .await;
+    s.fail_next(
+        1,
+        Some("/events"),
+        FaultKind::Status {
+            code: 403,
+            retry_after: None,
+        },
+    );
+    exp.report(&status("m", vec![], vec![event("B", "refused with 403")]));
+    let stats = exp.stats();
+    wait_for("B counted as failed", Duration::from_secs(5), || {
+        stats.events_failed.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    assert!(!s.events().iter().any(|e| e["reason"] == "B"));
+    let errors = stats.api_errors();
+    assert!(errors.get(&0).copied().unwrap_or(0) >= 2, "{errors:?}");
+    assert_eq!(errors.get(&503), Some(&1));
+    assert_eq!(errors.get(&403), Some(&1));
+    exp.shutdown(Duration::from_secs(1)).await;
+}

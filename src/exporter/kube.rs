@@ -836,7 +836,12 @@ impl Worker {
                 self.sync_conditions().await;
                 continue;
             }
-            if self.next_event_attempt.is_none_or(|t| t <= now) {
+            // A retry pause that has passed is over (keeping it would make the sleep
+            // below return at once, a busy loop).
+            if self.next_event_attempt.is_some_and(|t| t <= now) {
+                self.next_event_attempt = None;
+            }
+            if self.next_event_attempt.is_none() {
                 if self.pending.is_empty()
                     && let Ok(e) = self.events_rx.try_recv()
                 {
@@ -913,7 +918,9 @@ impl Worker {
     async fn sync_conditions(&mut self) -> ConditionOutcome {
         let (conds, deletes) = {
             let Ok(mut sh) = self.inner.shared.lock() else {
-                return ConditionOutcome::NothingToSend;
+                // Poisoned (cannot happen: nothing panics while holding it); don't spin.
+                self.next_condition_attempt = Some(Instant::now() + self.inner.tuning.retry_period);
+                return ConditionOutcome::Failed;
             };
             sh.dirty_since = None;
             let conds: Vec<Condition> = sh.latest.values().cloned().collect();
