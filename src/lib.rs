@@ -4,6 +4,7 @@
 //! Data flow (DESIGN.md section 2): [`source`] -> [`engine::Monitor`] -> exporters.
 
 pub mod config;
+pub mod custom;
 pub mod duration;
 pub mod engine;
 pub mod exporter;
