@@ -46,9 +46,19 @@ fn permanent_rule_true_false_unknown_with_upstream_events() {
     assert_eq!(init.conditions[0].reason, "CIsFine");
 
     // OK while False: nothing to report.
-    assert!(m.apply(0, &res(PluginStatus::Ok, "fine"), t(1), &mut metrics).is_none());
+    assert!(
+        m.apply(0, &res(PluginStatus::Ok, "fine"), t(1), &mut metrics)
+            .is_none()
+    );
 
-    let s = m.apply(0, &res(PluginStatus::NonOk, "disk \"gone\""), t(2), &mut metrics).unwrap();
+    let s = m
+        .apply(
+            0,
+            &res(PluginStatus::NonOk, "disk \"gone\""),
+            t(2),
+            &mut metrics,
+        )
+        .unwrap();
     assert_eq!(s.events.len(), 1);
     assert_eq!(s.events[0].severity, Severity::Warn);
     assert_eq!(
@@ -61,23 +71,49 @@ fn permanent_rule_true_false_unknown_with_upstream_events() {
     assert_eq!(metrics.gauge("C", "CIsBroken"), Some(true));
 
     // Same result again: no event, no counter.
-    assert!(m.apply(0, &res(PluginStatus::NonOk, "disk \"gone\""), t(3), &mut metrics).is_none());
+    assert!(
+        m.apply(
+            0,
+            &res(PluginStatus::NonOk, "disk \"gone\""),
+            t(3),
+            &mut metrics
+        )
+        .is_none()
+    );
     // A new message alone does not update the condition (option off).
-    assert!(m.apply(0, &res(PluginStatus::NonOk, "other"), t(4), &mut metrics).is_none());
+    assert!(
+        m.apply(0, &res(PluginStatus::NonOk, "other"), t(4), &mut metrics)
+            .is_none()
+    );
     assert_eq!(m.conditions()[0].message, "disk \"gone\"");
     assert_eq!(metrics.counter("CIsBroken"), Some(1));
 
     // Unknown: default reason, the plugin's message, Normal event.
-    let s = m.apply(0, &res(PluginStatus::Unknown, "timeout"), t(5), &mut metrics).unwrap();
+    let s = m
+        .apply(
+            0,
+            &res(PluginStatus::Unknown, "timeout"),
+            t(5),
+            &mut metrics,
+        )
+        .unwrap();
     assert_eq!(s.events[0].severity, Severity::Info);
     let c = &s.conditions[0];
-    assert_eq!((c.status, c.reason.as_str(), c.message.as_str()), (ConditionStatus::Unknown, "CIsFine", "timeout"));
+    assert_eq!(
+        (c.status, c.reason.as_str(), c.message.as_str()),
+        (ConditionStatus::Unknown, "CIsFine", "timeout")
+    );
     assert_eq!(metrics.gauge("C", "CIsBroken"), Some(false));
 
     // OK: back to the default.
-    let s = m.apply(0, &res(PluginStatus::Ok, "fine"), t(6), &mut metrics).unwrap();
+    let s = m
+        .apply(0, &res(PluginStatus::Ok, "fine"), t(6), &mut metrics)
+        .unwrap();
     let c = &s.conditions[0];
-    assert_eq!((c.status, c.reason.as_str(), c.message.as_str()), (ConditionStatus::False, "CIsFine", "c is fine"));
+    assert_eq!(
+        (c.status, c.reason.as_str(), c.message.as_str()),
+        (ConditionStatus::False, "CIsFine", "c is fine")
+    );
     assert_eq!(
         s.events[0].message,
         r#"Node condition C is now: False, reason: CIsFine, message: "c is fine""#
@@ -88,16 +124,37 @@ fn permanent_rule_true_false_unknown_with_upstream_events() {
 #[test]
 fn temporary_rule_warns_on_nonok_and_unknown_and_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "", "", &[sh_rule("temporary", "", "Blip", "exit 0", "")]);
+    let cfg = config(
+        dir.path(),
+        "",
+        "",
+        &[sh_rule("temporary", "", "Blip", "exit 0", "")],
+    );
     let mut m = CustomMonitor::new(&cfg, t(0));
     let mut metrics = ProblemMetrics::default();
     m.init_metrics(&mut metrics);
-    assert!(m.apply(0, &res(PluginStatus::Ok, "ok"), t(1), &mut metrics).is_none());
-    let s = m.apply(0, &res(PluginStatus::NonOk, "blip seen"), t(2), &mut metrics).unwrap();
+    assert!(
+        m.apply(0, &res(PluginStatus::Ok, "ok"), t(1), &mut metrics)
+            .is_none()
+    );
+    let s = m
+        .apply(
+            0,
+            &res(PluginStatus::NonOk, "blip seen"),
+            t(2),
+            &mut metrics,
+        )
+        .unwrap();
     assert_eq!(s.events[0].severity, Severity::Warn);
-    assert_eq!((s.events[0].reason.as_str(), s.events[0].message.as_str()), ("Blip", "blip seen"));
+    assert_eq!(
+        (s.events[0].reason.as_str(), s.events[0].message.as_str()),
+        ("Blip", "blip seen")
+    );
     // As upstream (ExitStatus >= NonOK): Unknown also yields the event.
-    assert!(m.apply(0, &res(PluginStatus::Unknown, "?"), t(3), &mut metrics).is_some());
+    assert!(
+        m.apply(0, &res(PluginStatus::Unknown, "?"), t(3), &mut metrics)
+            .is_some()
+    );
     assert_eq!(metrics.counter("Blip"), Some(2));
 }
 
@@ -112,12 +169,18 @@ fn message_change_based_update() {
     );
     let mut m = CustomMonitor::new(&cfg, t(0));
     let mut metrics = ProblemMetrics::default();
-    m.apply(0, &res(PluginStatus::NonOk, "3 errors"), t(1), &mut metrics).unwrap();
-    let s = m.apply(0, &res(PluginStatus::NonOk, "4 errors"), t(2), &mut metrics).unwrap();
+    m.apply(0, &res(PluginStatus::NonOk, "3 errors"), t(1), &mut metrics)
+        .unwrap();
+    let s = m
+        .apply(0, &res(PluginStatus::NonOk, "4 errors"), t(2), &mut metrics)
+        .unwrap();
     assert_eq!(s.conditions[0].message, "4 errors");
     assert_eq!(s.conditions[0].transition, t(2));
     assert!(s.events[0].message.contains("4 errors"));
-    assert!(m.apply(0, &res(PluginStatus::NonOk, "4 errors"), t(3), &mut metrics).is_none());
+    assert!(
+        m.apply(0, &res(PluginStatus::NonOk, "4 errors"), t(3), &mut metrics)
+            .is_none()
+    );
 }
 
 #[test]
@@ -135,7 +198,8 @@ fn skip_initial_status_and_metrics_off() {
     assert!(m.initial_status().is_none());
     let mut metrics = ProblemMetrics::default();
     m.init_metrics(&mut metrics);
-    m.apply(0, &res(PluginStatus::NonOk, "x"), t(1), &mut metrics).unwrap();
+    m.apply(0, &res(PluginStatus::NonOk, "x"), t(1), &mut metrics)
+        .unwrap();
     assert_eq!(metrics, ProblemMetrics::default());
 }
 
@@ -153,34 +217,60 @@ fn shared_condition_precedence_nonok_over_unknown_over_ok() {
     );
     let mut m = CustomMonitor::new(&cfg, t(0));
     let mut metrics = ProblemMetrics::default();
-    let s = m.apply(0, &res(PluginStatus::NonOk, "a bad"), t(1), &mut metrics).unwrap();
+    let s = m
+        .apply(0, &res(PluginStatus::NonOk, "a bad"), t(1), &mut metrics)
+        .unwrap();
     assert_eq!(s.conditions[0].status, ConditionStatus::True);
     // B's OK must not flip the condition back while A's latest result is NonOK.
-    assert!(m.apply(1, &res(PluginStatus::Ok, "b ok"), t(2), &mut metrics).is_none());
-    assert!(m.apply(0, &res(PluginStatus::NonOk, "a bad"), t(3), &mut metrics).is_none());
-    assert!(m.apply(1, &res(PluginStatus::Unknown, "b ?"), t(4), &mut metrics).is_none());
+    assert!(
+        m.apply(1, &res(PluginStatus::Ok, "b ok"), t(2), &mut metrics)
+            .is_none()
+    );
+    assert!(
+        m.apply(0, &res(PluginStatus::NonOk, "a bad"), t(3), &mut metrics)
+            .is_none()
+    );
+    assert!(
+        m.apply(1, &res(PluginStatus::Unknown, "b ?"), t(4), &mut metrics)
+            .is_none()
+    );
     assert_eq!(m.conditions()[0].reason, "A");
     // A recovers; B's latest is Unknown: the condition becomes Unknown, not False.
-    let s = m.apply(0, &res(PluginStatus::Ok, "a ok"), t(5), &mut metrics).unwrap();
+    let s = m
+        .apply(0, &res(PluginStatus::Ok, "a ok"), t(5), &mut metrics)
+        .unwrap();
     assert_eq!(s.conditions[0].status, ConditionStatus::Unknown);
     assert_eq!(s.conditions[0].message, "b ?");
     // B NonOK: True with B's reason.
-    let s = m.apply(1, &res(PluginStatus::NonOk, "b bad"), t(6), &mut metrics).unwrap();
-    assert_eq!((s.conditions[0].status, s.conditions[0].reason.as_str()), (ConditionStatus::True, "B"));
+    let s = m
+        .apply(1, &res(PluginStatus::NonOk, "b bad"), t(6), &mut metrics)
+        .unwrap();
+    assert_eq!(
+        (s.conditions[0].status, s.conditions[0].reason.as_str()),
+        (ConditionStatus::True, "B")
+    );
     // Only once every rule reports OK does it return to False.
-    let s = m.apply(1, &res(PluginStatus::Ok, "b ok"), t(7), &mut metrics).unwrap();
+    let s = m
+        .apply(1, &res(PluginStatus::Ok, "b ok"), t(7), &mut metrics)
+        .unwrap();
     assert_eq!(s.conditions[0].status, ConditionStatus::False);
 }
 
 /// Runs the monitor for `d`, returns what it sent.
-async fn run_for(mon: CustomPluginMonitor, d: Duration) -> (Vec<Status>, Arc<Mutex<ProblemMetrics>>) {
+async fn run_for(
+    mon: CustomPluginMonitor,
+    d: Duration,
+) -> (Vec<Status>, Arc<Mutex<ProblemMetrics>>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(1000);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(Mutex::new(ProblemMetrics::default()));
     let task = tokio::spawn(mon.run(tx, metrics.clone(), stop_rx));
     tokio::time::sleep(d).await;
     stop_tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap();
     let mut out = Vec::new();
     while let Ok(s) = rx.try_recv() {
         out.push(s);
@@ -218,7 +308,11 @@ fn max_overlap(log: &str) -> (usize, std::collections::BTreeMap<String, usize>, 
         }
         max = max.max(cur);
     }
-    (max, per.into_iter().map(|(k, (_, m))| (k, m)).collect(), starts)
+    (
+        max,
+        per.into_iter().map(|(k, (_, m))| (k, m)).collect(),
+        starts,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,9 +327,20 @@ async fn concurrency_limit_and_no_self_overlap() {
             "echo S r{i} $(date +%s%N) >> {l}; sleep 0.4; echo E r{i} $(date +%s%N) >> {l}; exit 0",
             l = log.display()
         );
-        rules.push(sh_rule("temporary", "", &format!("R{i}"), &body, r#", "invoke_interval": "200ms""#));
+        rules.push(sh_rule(
+            "temporary",
+            "",
+            &format!("R{i}"),
+            &body,
+            r#", "invoke_interval": "200ms""#,
+        ));
     }
-    let cfg = config(dir.path(), r#""concurrency": 2, "timeout": "10s""#, "", &rules);
+    let cfg = config(
+        dir.path(),
+        r#""concurrency": 2, "timeout": "10s""#,
+        "",
+        &rules,
+    );
     let mon = CustomPluginMonitor::new(cfg).unwrap();
     let health = mon.health();
     let (statuses, _) = run_for(mon, Duration::from_secs(4)).await;
@@ -251,7 +356,10 @@ async fn concurrency_limit_and_no_self_overlap() {
     }
     let h = health.rules();
     assert_eq!(h.len(), 5);
-    assert!(h.iter().all(|r| r.runs >= 1 && r.last_run.is_some()), "{h:?}");
+    assert!(
+        h.iter().all(|r| r.runs >= 1 && r.last_run.is_some()),
+        "{h:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,7 +371,13 @@ async fn shared_condition_does_not_flip_within_a_run() {
         r#""concurrency": 2"#,
         COND,
         &[
-            sh_rule("permanent", "C", "ABroken", "echo a is broken; exit 1", every),
+            sh_rule(
+                "permanent",
+                "C",
+                "ABroken",
+                "echo a is broken; exit 1",
+                every,
+            ),
             sh_rule("permanent", "C", "BBroken", "echo b is fine; exit 0", every),
         ],
     );
@@ -287,7 +401,10 @@ async fn shared_condition_does_not_flip_within_a_run() {
 async fn condition_follows_the_script_result_and_health_shows_timeouts() {
     let dir = tempfile::tempdir().unwrap();
     let flag = dir.path().join("broken");
-    let body = format!("if [ -e {} ]; then echo broken; exit 1; fi; echo fine; exit 0", flag.display());
+    let body = format!(
+        "if [ -e {} ]; then echo broken; exit 1; fi; echo fine; exit 0",
+        flag.display()
+    );
     let every = r#", "invoke_interval": "100ms""#;
     let cfg = config(
         dir.path(),
@@ -321,7 +438,10 @@ async fn condition_follows_the_script_result_and_health_shows_timeouts() {
     let hung = health.timing_out(2);
     assert_eq!(hung[0].reason, "Hangs");
     stop_tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 async fn wait_for(rx: &mut tokio::sync::mpsc::Receiver<Status>, want: ConditionStatus) -> Status {

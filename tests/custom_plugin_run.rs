@@ -6,8 +6,8 @@ mod custom_support;
 
 use std::time::Duration;
 
-use npd::custom::{CustomRule, CustomRuleKind, PluginStatus, run_plugin};
 use custom_support::{read_pid, running, wait_gone};
+use npd::custom::{CustomRule, CustomRuleKind, PluginStatus, run_plugin};
 
 fn rule(path: &str, args: &[&str], timeout: Duration) -> CustomRule {
     CustomRule {
@@ -30,11 +30,20 @@ const T: Duration = Duration::from_secs(20);
 #[tokio::test]
 async fn exit_codes_map_to_ok_nonok_unknown() {
     let r = run_plugin(&sh("echo '  all good  '; exit 0", T), 80).await;
-    assert_eq!((r.status, r.message.as_str()), (PluginStatus::Ok, "all good"));
+    assert_eq!(
+        (r.status, r.message.as_str()),
+        (PluginStatus::Ok, "all good")
+    );
     let r = run_plugin(&sh("echo broken; exit 1", T), 80).await;
-    assert_eq!((r.status, r.message.as_str()), (PluginStatus::NonOk, "broken"));
+    assert_eq!(
+        (r.status, r.message.as_str()),
+        (PluginStatus::NonOk, "broken")
+    );
     let r = run_plugin(&sh("echo odd; exit 2", T), 80).await;
-    assert_eq!((r.status, r.message.as_str()), (PluginStatus::Unknown, "odd"));
+    assert_eq!(
+        (r.status, r.message.as_str()),
+        (PluginStatus::Unknown, "odd")
+    );
     let r = run_plugin(&sh("exit 3", T), 80).await;
     assert_eq!(r.status, PluginStatus::Unknown);
     // Killed by a signal: Unknown with the signal named.
@@ -46,7 +55,11 @@ async fn exit_codes_map_to_ok_nonok_unknown() {
 
 #[tokio::test]
 async fn output_is_trimmed_and_cut_to_max_output_length() {
-    let r = run_plugin(&sh("printf '\\n\\n  %s  \\n' 0123456789abcdef; exit 1", T), 10).await;
+    let r = run_plugin(
+        &sh("printf '\\n\\n  %s  \\n' 0123456789abcdef; exit 1", T),
+        10,
+    )
+    .await;
     assert_eq!(r.message, "0123456789");
     // Multi-byte characters are never split.
     let r = run_plugin(&sh("printf 'aéé'; exit 1", T), 4).await;
@@ -77,7 +90,12 @@ async fn missing_interpreter_and_missing_plugin_are_unknown_with_a_clear_message
 
     let r = run_plugin(&rule("/nonexistent/plugin.sh", &[], T), 80).await;
     assert_eq!(r.status, PluginStatus::Unknown);
-    assert!(r.message.contains("cannot start plugin /nonexistent/plugin.sh"), "{}", r.message);
+    assert!(
+        r.message
+            .contains("cannot start plugin /nonexistent/plugin.sh"),
+        "{}",
+        r.message
+    );
 
     let r = run_plugin(&rule(noexec.to_str().unwrap(), &[], T), 80).await;
     assert_eq!(r.status, PluginStatus::Unknown);
@@ -103,7 +121,10 @@ async fn timeout_kills_a_script_that_ignores_sigterm() {
     assert!(r.message.contains("Timeout"), "{}", r.message);
     assert!(r.message.contains("working"), "{}", r.message);
     let pid = read_pid(&pidfile);
-    assert!(wait_gone(pid, Duration::from_secs(10)), "plugin {pid} still running");
+    assert!(
+        wait_gone(pid, Duration::from_secs(10)),
+        "plugin {pid} still running"
+    );
 }
 
 #[tokio::test]
@@ -120,7 +141,10 @@ async fn timeout_kills_background_children_too() {
     assert!(r.timed_out);
     for f in [&child, &me] {
         let pid = read_pid(f);
-        assert!(wait_gone(pid, Duration::from_secs(10)), "{pid} still running");
+        assert!(
+            wait_gone(pid, Duration::from_secs(10)),
+            "{pid} still running"
+        );
     }
 }
 
@@ -130,12 +154,21 @@ async fn a_background_child_does_not_outlive_a_plugin_that_exits() {
     let child = dir.path().join("child");
     // The child holds stdout open; the run must still end (not wait for the timeout)
     // and the child must be gone.
-    let body = format!("sleep 1000 & echo $! > {}; echo done; exit 1", child.display());
+    let body = format!(
+        "sleep 1000 & echo $! > {}; echo done; exit 1",
+        child.display()
+    );
     let r = run_plugin(&sh(&body, Duration::from_secs(60)), 80).await;
-    assert_eq!((r.status, r.message.as_str()), (PluginStatus::NonOk, "done"));
+    assert_eq!(
+        (r.status, r.message.as_str()),
+        (PluginStatus::NonOk, "done")
+    );
     assert!(!r.timed_out);
     let pid = read_pid(&child);
-    assert!(wait_gone(pid, Duration::from_secs(10)), "{pid} still running");
+    assert!(
+        wait_gone(pid, Duration::from_secs(10)),
+        "{pid} still running"
+    );
 }
 
 #[tokio::test]
@@ -143,7 +176,10 @@ async fn huge_output_is_read_bounded_and_the_run_completes() {
     // 50 MB on stdout and stderr: far more than a pipe holds, so a reader that stopped
     // reading would block the plugin until its timeout.
     let r = run_plugin(
-        &sh("yes | head -c 50000000; yes err | head -c 5000000 >&2; exit 1", T),
+        &sh(
+            "yes | head -c 50000000; yes err | head -c 5000000 >&2; exit 1",
+            T,
+        ),
         80,
     )
     .await;

@@ -15,11 +15,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::config::parse_json;
 use crate::config::{
     ConditionConfig, ConfigError, ConfigWarning, Loaded, duration_key, from_value, normalize_keys,
     read_json,
 };
-use crate::config::parse_json;
 
 /// Upstream's default `invoke_interval`.
 pub const DEFAULT_INVOKE_INTERVAL: Duration = Duration::from_secs(30);
@@ -267,13 +267,14 @@ fn custom_config_from_value(
 
     let mut conditions = Vec::new();
     for (i, c) in raw.conditions.unwrap_or_default().into_iter().enumerate() {
-        let type_ = c.type_.filter(|t| !t.is_empty()).ok_or_else(|| {
-            ConfigError::MissingKey {
+        let type_ = c
+            .type_
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ConfigError::MissingKey {
                 path: p(),
                 key: format!("conditions[{i}].type"),
                 hint: String::new(),
-            }
-        })?;
+            })?;
         conditions.push(ConditionConfig {
             type_,
             reason: c.reason.unwrap_or_default(),
@@ -420,7 +421,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("t.json") && e.contains("rule 0") && e.contains("global"), "{e}");
+        assert!(
+            e.contains("t.json") && e.contains("rule 0") && e.contains("global"),
+            "{e}"
+        );
         let e = parse(
             r#"{"plugin":"custom","rules":[{"type":"permanent","condition":"X","reason":"T","path":"/bin/true"}]}"#,
         )

@@ -195,7 +195,10 @@ impl CustomMonitor {
                 PluginStatus::Unknown => 1,
                 PluginStatus::NonOk => 2,
             };
-            if best.as_ref().is_none_or(|(s, _, _)| rank(r.status) > rank(*s)) {
+            if best
+                .as_ref()
+                .is_none_or(|(s, _, _)| rank(r.status) > rank(*s))
+            {
                 best = Some((r.status, rule.reason.clone(), r.message.clone()));
             }
         }
@@ -226,21 +229,21 @@ impl CustomMonitor {
                 (def_reason.clone(), result_message.clone())
             }
         };
-        let (reason, message) = if cond.status == ConditionStatus::True
-            && status != ConditionStatus::True
-        {
-            back_to_default(status)
-        } else if cond.status != ConditionStatus::True && status == ConditionStatus::True {
-            (rule_reason, result_message)
-        } else if cond.status != status {
-            back_to_default(status)
-        } else if status == ConditionStatus::True
-            && (cond.reason != rule_reason || (message_change_update && cond.message != result_message))
-        {
-            (rule_reason, result_message)
-        } else {
-            return None;
-        };
+        let (reason, message) =
+            if cond.status == ConditionStatus::True && status != ConditionStatus::True {
+                back_to_default(status)
+            } else if cond.status != ConditionStatus::True && status == ConditionStatus::True {
+                (rule_reason, result_message)
+            } else if cond.status != status {
+                back_to_default(status)
+            } else if status == ConditionStatus::True
+                && (cond.reason != rule_reason
+                    || (message_change_update && cond.message != result_message))
+            {
+                (rule_reason, result_message)
+            } else {
+                return None;
+            };
         cond.status = status;
         cond.transition = now;
         cond.reason = reason.clone();

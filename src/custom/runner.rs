@@ -390,7 +390,9 @@ impl CustomPluginMonitor {
                 let mut next = tokio::time::Instant::now() + offset;
                 loop {
                     tokio::time::sleep_until(next).await;
-                    let Ok(permit) = sem.acquire().await else { return };
+                    let Ok(permit) = sem.acquire().await else {
+                        return;
+                    };
                     let started = tokio::time::Instant::now();
                     health.started(i, Timestamp::now());
                     let result = run_plugin(&rule, max).await;

@@ -22,7 +22,12 @@ pub fn sh_rule(kind: &str, condition: &str, reason: &str, body: &str, extra: &st
 }
 
 /// Writes a config with the given pluginConfig fields, conditions and rules, and loads it.
-pub fn config(dir: &Path, plugin_config: &str, conditions: &str, rules: &[String]) -> CustomPluginConfig {
+pub fn config(
+    dir: &Path,
+    plugin_config: &str,
+    conditions: &str,
+    rules: &[String],
+) -> CustomPluginConfig {
     let text = format!(
         r#"{{"plugin": "custom", "pluginConfig": {{{plugin_config}}}, "source": "test-custom",
         "conditions": [{conditions}], "rules": [{}]}}"#,
@@ -36,18 +41,34 @@ pub fn config(dir: &Path, plugin_config: &str, conditions: &str, rules: &[String
 fn fastrand_name() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
-/// The shared upstream data directory; panics loudly when it is missing.
+/// The shared upstream data directory (`../shared/upstream/config` next to the
+/// repository; from a worktree under /work/wt/<name> it is two levels up; or
+/// `NPD_SHARED_DIR`). Panics loudly when it is missing: the compatibility data is required.
 pub fn upstream_config_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/upstream/config");
-    assert!(
-        dir.is_dir(),
-        "upstream configs not found at {}: the compatibility test data is required",
-        dir.display()
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(d) = std::env::var_os("NPD_SHARED_DIR") {
+        candidates.push(PathBuf::from(d));
+    }
+    candidates.push(root.join("../shared"));
+    candidates.push(root.join("../../shared"));
+    for c in &candidates {
+        let dir = c.join("upstream/config");
+        if dir.is_dir() {
+            return dir;
+        }
+    }
+    panic!(
+        "upstream configs not found (tried {candidates:?} + upstream/config): \
+         the compatibility test data is required"
     );
-    dir
 }
 
 /// Whether a process is still running (exists and is not a zombie).
@@ -56,7 +77,9 @@ pub fn running(pid: i32) -> bool {
         Err(_) => false,
         Ok(s) => {
             // The state follows the ")" that closes the command name.
-            let state = s.rsplit_once(')').map(|(_, r)| r.trim_start().chars().next());
+            let state = s
+                .rsplit_once(')')
+                .map(|(_, r)| r.trim_start().chars().next());
             !matches!(state, Some(Some('Z')) | Some(Some('X')))
         }
     }
