@@ -138,12 +138,15 @@ async fn runtime_check_reports_a_missing_or_dead_socket_clearly() {
     assert_eq!(r.status, PluginStatus::NonOk, "{}", r.message);
     assert!(r.message.contains("missing"), "{}", r.message);
 
-    // A socket that accepts connections.
+    // A socket that accepts connections and reads the request, as a runtime does (it
+    // speaks gRPC, so it then closes on curl's HTTP/1.1).
     let live = dir.path().join("live.sock");
     let listener = std::os::unix::net::UnixListener::bind(&live).unwrap();
     std::thread::spawn(move || {
-        for s in listener.incoming().flatten() {
-            drop(s);
+        use std::io::Read;
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf);
         }
     });
     let r = run_plugin(

@@ -31,8 +31,8 @@ if [ ! -S "$sock" ]; then
     echo "container runtime socket $sock is missing"
     exit 1
 fi
-# A connect test: curl can speak to a unix socket; an HTTP/2 (gRPC) server answers or
-# closes, which is fine, what matters is that connect() succeeds (curl exit 7 otherwise).
+# A connect test: curl can speak to a unix socket. A runtime (a gRPC server) reads the
+# request and answers or closes (curl exit 52/56/...: fine); exit 7 means no connection.
 if command -v curl >/dev/null 2>&1; then
     curl -s -m 3 --unix-socket "$sock" http://localhost/ >/dev/null 2>&1
     if [ $? -eq 7 ]; then
