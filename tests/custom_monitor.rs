@@ -437,6 +437,8 @@ async fn condition_follows_the_script_result_and_health_shows_timeouts() {
     .expect("hanging plugin never reported as timing out");
     let hung = health.timing_out(2);
     assert_eq!(hung[0].reason, "Hangs");
+    assert!(hung[0].consecutive_unknown >= 2);
+    assert_eq!(health.rules()[0].consecutive_timeouts, 0);
     stop_tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(30), task)
         .await
@@ -455,4 +457,35 @@ async fn wait_for(rx: &mut tokio::sync::mpsc::Receiver<Status>, want: ConditionS
     })
     .await
     .unwrap_or_else(|_| panic!("condition never became {want}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_round_is_spread_over_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    // 5 rules, interval 10s: first runs at offsets 0, 2, 4, 6, 8 s.
+    let rules: Vec<String> = (0..5)
+        .map(|i| {
+            let body = format!("echo r{i} >> {}; exit 0", log.display());
+            sh_rule("temporary", "", &format!("R{i}"), &body, "")
+        })
+        .collect();
+    let cfg = config(
+        dir.path(),
+        r#""concurrency": 5, "invoke_interval": "10s""#,
+        "",
+        &rules,
+    );
+    let mon = CustomPluginMonitor::new(cfg).unwrap();
+    run_for(mon, Duration::from_secs(4)).await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("r0"),
+        "the first rule starts at once: {text:?}"
+    );
+    // Rules 3 and 4 are due at 6 s and 8 s; lateness can only delay them further.
+    assert!(
+        !text.contains("r3") && !text.contains("r4"),
+        "all started at once: {text:?}"
+    );
 }

@@ -224,6 +224,8 @@ pub struct RuleHealth {
     pub last_run: Option<Timestamp>,
     /// Runs that ended in a timeout, in a row (0 after any run that finished in time).
     pub consecutive_timeouts: u64,
+    /// Runs that ended Unknown (timeout, crash, cannot start, other exit code), in a row.
+    pub consecutive_unknown: u64,
     /// Completed runs.
     pub runs: u64,
 }
@@ -293,6 +295,11 @@ impl PluginHealth {
             h.runs += 1;
             h.consecutive_timeouts = if result.timed_out {
                 h.consecutive_timeouts + 1
+            } else {
+                0
+            };
+            h.consecutive_unknown = if result.status == PluginStatus::Unknown {
+                h.consecutive_unknown + 1
             } else {
                 0
             };
