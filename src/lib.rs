@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod custom;
 pub mod daemon;
 pub mod defaults;
 pub mod dryrun;
