@@ -907,3 +907,56 @@ fn dockerfile_copies_existing_paths_and_matches_the_daemonset() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The least-privilege component.
+
+/// Applies the `add` and `replace` operations of a JSON 6902 patch.
+fn apply_json6902(target: &mut Value, ops: &[Value]) {
+    for op in ops {
+        let path = op["path"].as_str().expect("op path");
+        let (parent, last) = path.rsplit_once('/').expect("path has a parent");
+        let value = op["value"].clone();
+        let p = target
+            .pointer_mut(parent)
+            .unwrap_or_else(|| panic!("patch path {path}: no parent {parent}"));
+        match op["op"].as_str() {
+            Some("replace") => {
+                let slot = p
+                    .get_mut(last)
+                    .unwrap_or_else(|| panic!("replace {path}: nothing there"));
+                *slot = value;
+            }
+            Some("add") => {
+                p.as_object_mut()
+                    .unwrap_or_else(|| panic!("add {path}: parent not an object"))
+                    .insert(last.to_string(), value);
+            }
+            other => panic!("unsupported op {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn least_privilege_component_drops_all_but_syslog() {
+    let dir = repo().join("deploy/components/least-privilege");
+    let k = yaml_docs(&dir.join("kustomization.yaml")).remove(0);
+    assert_eq!(k["kind"], "Component");
+    let patches = k["patches"].as_array().expect("patches");
+    assert_eq!(patches.len(), 1);
+    assert_eq!(patches[0]["target"]["kind"], "DaemonSet");
+    assert_eq!(patches[0]["target"]["name"], "node-problem-detector");
+    let file = patches[0]["path"].as_str().expect("patch path");
+    let ops = yaml_docs(&dir.join(file)).remove(0);
+
+    let mut ds = yaml_docs(&repo().join("deploy/daemonset.yaml")).remove(0);
+    apply_json6902(&mut ds, ops.as_array().expect("a JSON 6902 op list"));
+    let ds: DaemonSet = typed(&ds, "patched daemonset").unwrap_or_else(|e| panic!("{e}"));
+    let sc = container(&ds).security_context.expect("securityContext");
+    assert_eq!(sc.privileged, Some(false));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    let caps = sc.capabilities.expect("capabilities");
+    assert_eq!(caps.drop, Some(vec!["ALL".to_string()]));
+    assert_eq!(caps.add, Some(vec!["SYSLOG".to_string()]));
+}
