@@ -79,6 +79,7 @@ pub async fn serve(addr: SocketAddr, handler: Arc<dyn Handler>) -> Result<Socket
                     async move { Ok::<_, Infallible>(respond(&*handler, &req)) }
                 });
                 let conn = http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(std::time::Duration::from_secs(10))
                     .serve_connection(TokioIo::new(stream), svc);
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(60), conn).await;

@@ -11,6 +11,9 @@ use super::state::Shared;
 use crate::admin::Handler;
 use crate::source::unix_ms_now;
 
+/// Consecutive timeouts after which a plugin is reported as timing out.
+pub const PLUGIN_TIMEOUTS_DEGRADED: u64 = 3;
+
 /// /healthz and /conditions.
 pub struct AdminHandler(pub Arc<Shared>);
 /// /metrics.
@@ -99,13 +102,35 @@ pub fn health(shared: &Shared) -> (bool, serde_json::Value) {
             "lastRead": ms_to_rfc3339(m.stats.last_read_unix_ms.load(Ordering::Relaxed)),
         }));
     }
+    // A plugin that keeps timing out is shown (and makes the status "degraded") but does
+    // not fail the liveness probe: restarting the agent cannot fix a hanging check.
+    let mut degraded = false;
+    let mut plugins = Vec::new();
+    for p in shared.plugins() {
+        for r in p.rules() {
+            let timing_out = r.consecutive_timeouts >= PLUGIN_TIMEOUTS_DEGRADED;
+            degraded |= timing_out;
+            plugins.push(json!({
+                "config": p.config_path(),
+                "source": p.source(),
+                "reason": r.reason,
+                "path": r.path,
+                "state": if timing_out { "timing-out" } else if r.runs == 0 { "pending" } else { "ok" },
+                "runs": r.runs,
+                "consecutiveTimeouts": r.consecutive_timeouts,
+                "lastStatus": r.last_result.as_ref().map(|x| format!("{:?}", x.status)),
+                "lastMessage": r.last_result.as_ref().map(|x| x.message.clone()),
+            }));
+        }
+    }
     let api = super::kube_health(shared, unix_ms_now());
     if let Some((ok, _)) = &api {
         healthy &= *ok;
     }
     let body = json!({
-        "status": if healthy { "ok" } else { "unhealthy" },
+        "status": if !healthy { "unhealthy" } else if degraded { "degraded" } else { "ok" },
         "sources": sources,
+        "plugins": plugins,
         "apiserver": api.map(|(_, v)| v),
     });
     (healthy, body)

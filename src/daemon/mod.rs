@@ -16,8 +16,12 @@ use tokio::sync::mpsc;
 use crate::admin;
 use crate::cli::DaemonArgs;
 use crate::config::{MonitorConfig, Plugin, load_monitor_config};
+use crate::custom::CustomPluginMonitor;
 use crate::engine::Monitor;
 use crate::exporter::kube::{KubeExporter, KubeOptions, resolve_node_name};
+use crate::source::filelog::FilelogSource;
+use crate::source::journald::JournaldSource;
+use crate::source::kmsg::KmsgSource;
 use crate::source::{LineFilter, LineSink, LogSource, SourceStats, StopSignal, boot_time};
 use crate::types::{LogLine, Status};
 pub use state::{MonitorInfo, Shared};
@@ -61,13 +65,11 @@ pub(crate) struct RunningMonitor {
 
 /// Creates the live source for a config.
 pub fn make_source(config: &MonitorConfig) -> Result<Box<dyn LogSource>, String> {
-    match config.plugin {
-        Plugin::Kmsg | Plugin::Journald | Plugin::Filelog => Err(format!(
-            "{}: the {} source is not built yet",
-            config.path.display(),
-            config.plugin.as_str()
-        )),
-    }
+    Ok(match config.plugin {
+        Plugin::Kmsg => Box::new(KmsgSource::from_config(config).with_boot_time(boot_time())),
+        Plugin::Journald => Box::new(JournaldSource::new(config)),
+        Plugin::Filelog => Box::new(FilelogSource::new(config).map_err(|e| e.to_string())?),
+    })
 }
 
 /// Whether two configs read the same log the same way, so a reload can keep the source
@@ -247,6 +249,30 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
         }
     }
     let shared = Shared::new(args.apiserver_wait_timeout);
+    let mut customs = Vec::new();
+    for path in &custom_paths {
+        match CustomPluginMonitor::load(path) {
+            Ok(l) => {
+                for w in &l.warnings {
+                    tracing::warn!("{w}");
+                }
+                customs.push(l.config);
+            }
+            Err(e) => {
+                tracing::error!("custom plugin monitor not started: {e}");
+                failures.push(e.to_string());
+            }
+        }
+    }
+    let mut custom_types = Vec::new();
+    for c in &customs {
+        for cond in &c.config().conditions {
+            if !custom_types.contains(&cond.type_) {
+                custom_types.push(cond.type_.clone());
+            }
+        }
+    }
+    shared.set_custom_condition_types(custom_types.clone());
 
     // The admin server starts first and answers 503 until the monitors run.
     if args.port != 0 {
@@ -261,7 +287,12 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
     }
 
     if args.enable_k8s_exporter {
-        let types = condition_types(loaded.iter().map(|(c, _)| c));
+        let mut types = condition_types(loaded.iter().map(|(c, _)| c));
+        for t in &custom_types {
+            if !types.contains(t) {
+                types.push(t.clone());
+            }
+        }
         let opts = kube_options(&args)?;
         let (exporter, restored) = KubeExporter::start(opts, types)
             .await
@@ -291,7 +322,22 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
             }
         }
     }
-    if running.is_empty() {
+    let (custom_stop, custom_stop_rx) = tokio::sync::watch::channel(false);
+    let custom_count = customs.len();
+    for monitor in customs {
+        let key = monitor.config().path.display().to_string();
+        tracing::info!(config = %key, rules = monitor.config().rules.len(), "custom plugin monitor started");
+        shared.register_plugin(monitor.health());
+        let (tx, mut rx) = mpsc::channel::<Status>(64);
+        tokio::spawn(monitor.run(tx, shared.metrics_handle(), custom_stop_rx.clone()));
+        let fwd = shared.clone();
+        tokio::spawn(async move {
+            while let Some(s) = rx.recv().await {
+                fwd.publish(&key, &s);
+            }
+        });
+    }
+    if running.is_empty() && custom_count == 0 {
         return Err(DaemonError::NothingStarted(failures));
     }
     shared.set_ready();
@@ -310,6 +356,7 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
         tracing::warn!("second signal: exiting now");
         std::process::exit(1);
     });
+    let _ = custom_stop.send(true);
     reloader.stop_all().await;
     if let Some(kube) = shared.take_kube() {
         let _ = tokio::time::timeout(
@@ -356,11 +403,76 @@ async fn wait_for_signal() {
 
 /// API server health for /healthz: (healthy, details), or None without the exporter.
 pub(crate) fn kube_health(shared: &Shared, _now_ms: u64) -> Option<(bool, serde_json::Value)> {
-    shared.with_kube(|_k| (true, serde_json::json!({"state": "ok"})))
+    let limit = shared.apiserver_wait_timeout;
+    shared.with_kube(|k| {
+        let st = k.stats();
+        let unreachable = st.unreachable_longer_than(limit);
+        let ms = |v: i64| (v > 0).then(|| jiff::Timestamp::from_millisecond(v).ok().map(|t| t.to_string())).flatten();
+        let first_failure = st.first_failure_unix_ms.load(Ordering::Relaxed);
+        let state = if unreachable {
+            "unreachable"
+        } else if first_failure > 0 {
+            "failing"
+        } else {
+            "ok"
+        };
+        (
+            !unreachable,
+            serde_json::json!({
+                "state": state,
+                "reason": unreachable.then(|| format!(
+                    "API server requests have failed since {} (longer than --apiserver-wait-timeout={})",
+                    ms(first_failure).unwrap_or_default(),
+                    crate::duration::format_go_duration(limit)
+                )),
+                "lastSuccess": ms(st.last_success_unix_ms.load(Ordering::Relaxed)),
+                "failingSince": ms(first_failure),
+            }),
+        )
+    })
 }
 
 /// Kubernetes exporter metrics (events sent and dropped, API errors by code).
 pub(crate) fn kube_metrics(shared: &Shared, out: &mut String) {
-    let _ = shared.with_kube(|_k| ());
-    let _ = out;
+    use std::fmt::Write as _;
+    let Some(st) = shared.with_kube(|k| k.stats()) else {
+        return;
+    };
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP npd_events_sent_total Events written to the API server (created or repeat-patched).\n# TYPE npd_events_sent_total counter\nnpd_events_sent_total {}",
+        load(&st.events_sent)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP npd_events_dropped_total Events not sent, by cause.\n# TYPE npd_events_dropped_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "npd_events_dropped_total{{cause=\"budget\"}} {}",
+        load(&st.events_dropped_budget)
+    );
+    let _ = writeln!(
+        out,
+        "npd_events_dropped_total{{cause=\"queue_full\"}} {}",
+        load(&st.events_dropped_queue)
+    );
+    let _ = writeln!(
+        out,
+        "npd_events_dropped_total{{cause=\"api_error\"}} {}",
+        load(&st.events_failed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP npd_condition_patches_total Successful node status PATCHes.\n# TYPE npd_condition_patches_total counter\nnpd_condition_patches_total {}",
+        load(&st.condition_patches)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP npd_api_request_errors_total Failed API requests by HTTP status code (0: no connection or timeout).\n# TYPE npd_api_request_errors_total counter"
+    );
+    for (code, n) in st.api_errors() {
+        let _ = writeln!(out, "npd_api_request_errors_total{{code=\"{code}\"}} {n}");
+    }
 }

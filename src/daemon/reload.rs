@@ -150,7 +150,12 @@ pub(crate) async fn reload(
         return;
     }
     let now = Timestamp::now();
-    let types = condition_types(loaded.iter().map(|(c, _)| c));
+    let mut types = condition_types(loaded.iter().map(|(c, _)| c));
+    for t in shared.custom_condition_types() {
+        if !types.contains(&t) {
+            types.push(t);
+        }
+    }
     for (config, monitor) in loaded {
         let pos = running.iter().position(|r| r.config.path == config.path);
         match pos {

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::custom::PluginHealth;
 use crate::engine::ProblemMetrics;
 use crate::exporter::kube::KubeExporter;
 use crate::source::SourceStats;
@@ -31,7 +32,9 @@ pub struct MonitorInfo {
 
 /// Shared daemon state.
 pub struct Shared {
-    metrics: Mutex<ProblemMetrics>,
+    metrics: Arc<Mutex<ProblemMetrics>>,
+    plugins: Mutex<Vec<Arc<PluginHealth>>>,
+    custom_condition_types: Mutex<Vec<String>>,
     monitors: Mutex<Vec<MonitorInfo>>,
     conditions: Mutex<BTreeMap<String, (String, Vec<Condition>)>>,
     kube: Mutex<Option<KubeExporter>>,
@@ -55,7 +58,9 @@ impl Shared {
     /// Creates empty state.
     pub fn new(apiserver_wait_timeout: Duration) -> Arc<Shared> {
         Arc::new(Shared {
-            metrics: Mutex::new(ProblemMetrics::default()),
+            metrics: Arc::new(Mutex::new(ProblemMetrics::default())),
+            plugins: Mutex::new(Vec::new()),
+            custom_condition_types: Mutex::new(Vec::new()),
             monitors: Mutex::new(Vec::new()),
             conditions: Mutex::new(BTreeMap::new()),
             kube: Mutex::new(None),
@@ -69,6 +74,31 @@ impl Shared {
     /// Runs `f` with the problem metrics locked.
     pub fn with_metrics<R>(&self, f: impl FnOnce(&mut ProblemMetrics) -> R) -> R {
         f(&mut lock(&self.metrics))
+    }
+
+    /// The problem metrics, for monitors that lock them themselves (custom plugins).
+    pub fn metrics_handle(&self) -> Arc<Mutex<ProblemMetrics>> {
+        self.metrics.clone()
+    }
+
+    /// Registers a custom plugin monitor's health.
+    pub fn register_plugin(&self, health: Arc<PluginHealth>) {
+        lock(&self.plugins).push(health);
+    }
+
+    /// Records the condition types owned by custom plugin monitors (not reloaded).
+    pub fn set_custom_condition_types(&self, types: Vec<String>) {
+        *lock(&self.custom_condition_types) = types;
+    }
+
+    /// The condition types owned by custom plugin monitors.
+    pub fn custom_condition_types(&self) -> Vec<String> {
+        lock(&self.custom_condition_types).clone()
+    }
+
+    /// Health of every custom plugin monitor.
+    pub fn plugins(&self) -> Vec<Arc<PluginHealth>> {
+        lock(&self.plugins).clone()
     }
 
     /// Adds or replaces (same key) a monitor's info.
