@@ -3,11 +3,26 @@
 
 /// (file name, JSON text) of every default monitor config, in the order they run.
 pub const DEFAULT_MONITOR_CONFIGS: &[(&str, &str)] = &[
-    ("kernel-monitor.json", include_str!("../config/kernel-monitor.json")),
-    ("readonly-monitor.json", include_str!("../config/readonly-monitor.json")),
-    ("systemd-monitor.json", include_str!("../config/systemd-monitor.json")),
-    ("docker-monitor.json", include_str!("../config/docker-monitor.json")),
-    ("containerd-monitor.json", include_str!("../config/containerd-monitor.json")),
+    (
+        "kernel-monitor.json",
+        include_str!("../config/kernel-monitor.json"),
+    ),
+    (
+        "readonly-monitor.json",
+        include_str!("../config/readonly-monitor.json"),
+    ),
+    (
+        "systemd-monitor.json",
+        include_str!("../config/systemd-monitor.json"),
+    ),
+    (
+        "docker-monitor.json",
+        include_str!("../config/docker-monitor.json"),
+    ),
+    (
+        "containerd-monitor.json",
+        include_str!("../config/containerd-monitor.json"),
+    ),
 ];
 
 /// The filelog variant of the kernel rules (for /var/log/kern.log), not run by default.

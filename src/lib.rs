@@ -4,9 +4,11 @@
 //! Data flow (DESIGN.md section 2): [`source`] -> [`engine::Monitor`] -> exporters.
 
 pub mod config;
+pub mod defaults;
+pub mod dryrun;
 pub mod duration;
 pub mod engine;
 pub mod exporter;
 pub mod source;
 pub mod types;
-pub mod defaults;
+pub mod validate;
