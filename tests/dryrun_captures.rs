@@ -43,7 +43,9 @@ fn events(v: &[serde_json::Value]) -> Vec<(String, String)> {
 }
 
 fn input(v: &[serde_json::Value]) -> &serde_json::Value {
-    v.iter().find(|o| o["kind"] == "input").expect("input record")
+    v.iter()
+        .find(|o| o["kind"] == "input")
+        .expect("input record")
 }
 
 fn ev(s: &str, r: &str) -> (String, String) {
@@ -114,7 +116,10 @@ fn kmsg_capture_with_continuations_and_permanent_condition() {
     assert!(got.contains(&ev("kernel-monitor", "OOMKilling")), "{got:?}");
     assert!(got.contains(&ev("kernel-monitor", "TaskHung")), "{got:?}");
     assert!(got.contains(&ev("kernel-monitor", "Ext4Error")), "{got:?}");
-    assert!(got.contains(&ev("kernel-monitor", "XfsHasShutdown")), "{got:?}");
+    assert!(
+        got.contains(&ev("kernel-monitor", "XfsHasShutdown")),
+        "{got:?}"
+    );
     let xfs = v
         .iter()
         .find(|o| o["kind"] == "condition" && o["type"] == "XfsShutdown")
@@ -146,7 +151,12 @@ fn syslog_routes_kernel_and_program_lines_apart() {
     assert_eq!(inp["by_origin"]["myapp"], 1);
     // The kernel's [ 1843.222510] stamp is stripped from the message.
     let oom = v.iter().find(|o| o["reason"] == "OOMKilling").unwrap();
-    assert!(oom["message"].as_str().unwrap().starts_with("Out of memory: Killed process 48211"));
+    assert!(
+        oom["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Out of memory: Killed process 48211")
+    );
 }
 
 #[test]
@@ -187,7 +197,11 @@ fn rfc3339_syslog_and_mixed_formats_in_one_run() {
         vec![],
     );
     let got = events(&v);
-    assert_eq!(got.iter().filter(|e| e.1 == "OOMKilling").count(), 3, "{got:?}");
+    assert_eq!(
+        got.iter().filter(|e| e.1 == "OOMKilling").count(),
+        3,
+        "{got:?}"
+    );
     assert!(got.contains(&ev("kernel-monitor", "XfsHasShutdown")));
     let inp = input(&v);
     assert_eq!(inp["by_format"]["syslog-iso"], 3);
@@ -248,7 +262,11 @@ fn exit_codes_and_fail_on() {
     assert_eq!(err.exit_code(), 2);
     assert!(err.to_string().contains("bad.json"), "{err}");
     let custom = dir.path().join("custom.json");
-    std::fs::write(&custom, r#"{"plugin": "custom", "pluginConfig": {}, "rules": []}"#).unwrap();
+    std::fs::write(
+        &custom,
+        r#"{"plugin": "custom", "pluginConfig": {}, "rules": []}"#,
+    )
+    .unwrap();
     args.config = vec![custom];
     let err = npd::dryrun::run(&args, &mut Vec::new()).unwrap_err();
     assert!(err.to_string().contains("custom"), "{err}");
@@ -263,9 +281,8 @@ fn exit_codes_and_fail_on() {
 #[test]
 fn json_output_is_stable() {
     let v = json_run(vec![data("dmesg-T.txt")], vec![]);
-    let keys = |o: &serde_json::Value| -> Vec<String> {
-        o.as_object().unwrap().keys().cloned().collect()
-    };
+    let keys =
+        |o: &serde_json::Value| -> Vec<String> { o.as_object().unwrap().keys().cloned().collect() };
     let ev = v.iter().find(|o| o["kind"] == "event").unwrap();
     assert_eq!(
         keys(ev),
@@ -274,10 +291,21 @@ fn json_output_is_stable() {
     let c = v.iter().find(|o| o["kind"] == "condition").unwrap();
     assert_eq!(
         keys(c),
-        ["kind", "message", "reason", "source", "status", "transition", "type"]
+        [
+            "kind",
+            "message",
+            "reason",
+            "source",
+            "status",
+            "transition",
+            "type"
+        ]
     );
     let s = v.iter().find(|o| o["kind"] == "summary").unwrap();
-    assert_eq!(keys(s), ["count", "first", "kind", "last", "reason", "source"]);
+    assert_eq!(
+        keys(s),
+        ["count", "first", "kind", "last", "reason", "source"]
+    );
     assert_eq!(
         keys(input(&v)),
         [
@@ -363,16 +391,17 @@ Nov 23 07:30:00 n kernel: nothing to see\n",
     let evs: Vec<_> = v
         .iter()
         .filter(|o| o["kind"] == "event")
-        .map(|o| (o["severity"].as_str().unwrap(), o["message"].as_str().unwrap()))
+        .map(|o| {
+            (
+                o["severity"].as_str().unwrap(),
+                o["message"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(evs.len(), 4, "{evs:?}");
     assert!(evs[3].1.contains("DiskFlaky is now: False"), "{evs:?}");
     assert_eq!(evs[3].0, "Normal");
-    let recovered = v
-        .iter()
-        .filter(|o| o["kind"] == "event")
-        .nth(3)
-        .unwrap();
+    let recovered = v.iter().filter(|o| o["kind"] == "event").nth(3).unwrap();
     // The recovery is dated by the log's clock: 10 minutes after the last error.
     assert!(
         recovered["time"].as_str().unwrap().ends_with("T07:10:01Z"),
