@@ -305,7 +305,13 @@ pub fn run_with(
     let mut routed: u64 = 0;
     let mut by_origin: BTreeMap<String, u64> = BTreeMap::new();
     let mut handle = |c: CapturedLine, report: &mut Report<'_>| {
-        *by_origin.entry(c.origin.as_str().to_string()).or_insert(0) += 1;
+        // No allocation per line: the origin's key exists after its first line.
+        match by_origin.get_mut(c.origin.as_str()) {
+            Some(n) => *n += 1,
+            None => {
+                by_origin.insert(c.origin.as_str().to_string(), 1);
+            }
+        }
         let mut any = false;
         for r in runners.iter_mut() {
             if !r.route.wants(&c.origin) || r.filter.skipped(&c.line.message) {
