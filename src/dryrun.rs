@@ -346,11 +346,22 @@ pub fn run_with(
     }
     // Final conditions.
     let mut true_conditions = 0;
+    let all = || {
+        runners.iter().flat_map(|r| {
+            r.monitor
+                .conditions()
+                .iter()
+                .map(|c| (r.monitor.source(), c))
+        })
+    };
+    let ws = all().map(|(s, _)| s.len()).max().unwrap_or(0).max(6);
+    let wt = all().map(|(_, c)| c.type_.len()).max().unwrap_or(0).max(4);
+    let wr = all().map(|(_, c)| c.reason.len()).max().unwrap_or(0).max(6);
     if report.format == OutputFormat::Text {
         writeln!(report.out, "\nCONDITIONS (final state)")?;
         writeln!(
             report.out,
-            "{:<18}  {:<24}  {:<7}  {:<27}  {:<24}  MESSAGE",
+            "{:<ws$}  {:<wt$}  {:<7}  {:<27}  {:<wr$}  MESSAGE",
             "SOURCE", "TYPE", "STATUS", "SINCE", "REASON"
         )?;
     }
@@ -366,7 +377,8 @@ pub fn run_with(
                         "source": r.monitor.source(),
                         "type": c.type_,
                         "status": c.status.as_str(),
-                        "transition": c.transition.to_string(),
+                        // null: never changed during the run (still the initial default).
+                        "transition": (c.transition != start).then(|| c.transition.to_string()),
                         "reason": c.reason,
                         "message": c.message,
                     });
@@ -385,7 +397,7 @@ pub fn run_with(
                     };
                     writeln!(
                         report.out,
-                        "{:<18}  {:<24}  {}  {:<27}  {:<24}  {}",
+                        "{:<ws$}  {:<wt$}  {}  {:<27}  {:<wr$}  {}",
                         r.monitor.source(),
                         c.type_,
                         status,
@@ -398,11 +410,25 @@ pub fn run_with(
         }
     }
     // Summary per reason.
+    let wr = report
+        .summary
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let ws = report
+        .summary
+        .values()
+        .map(|s| s.source.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
     if report.format == OutputFormat::Text {
         writeln!(report.out, "\nSUMMARY (events per reason)")?;
         writeln!(
             report.out,
-            "{:<24}  {:<18}  {:>7}  {:<27}  LAST",
+            "{:<wr$}  {:<ws$}  {:>7}  {:<27}  LAST",
             "REASON", "SOURCE", "COUNT", "FIRST"
         )?;
         if report.summary.is_empty() {
@@ -425,7 +451,7 @@ pub fn run_with(
             }
             OutputFormat::Text => writeln!(
                 report.out,
-                "{:<24}  {:<18}  {:>7}  {:<27}  {}",
+                "{:<wr$}  {:<ws$}  {:>7}  {:<27}  {}",
                 reason,
                 s.source,
                 s.count,
