@@ -273,6 +273,17 @@ pub fn run_with(
     colour: bool,
 ) -> Result<DryRunOutcome, DryRunError> {
     let configs = load_configs(&args.config)?;
+    // Check the inputs exist before printing anything, so a typo gives only the error.
+    for f in &args.files {
+        if f.as_os_str() != "-"
+            && let Err(source) = std::fs::metadata(f)
+        {
+            return Err(DryRunError::Capture(CaptureError::Io {
+                path: f.display().to_string(),
+                source,
+            }));
+        }
+    }
     let start = Timestamp::UNIX_EPOCH;
     let mut runners = Vec::with_capacity(configs.len());
     for c in &configs {
