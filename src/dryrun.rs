@@ -254,6 +254,21 @@ fn fmt_time(t: Timestamp, relative: bool) -> String {
     }
 }
 
+/// The CLI entry point: runs on stdout, prints errors on stderr, returns the exit code.
+pub fn main(args: &DryRunArgs) -> std::process::ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let code = match run_with(args, &mut out, stdout_is_terminal()) {
+        Ok(o) => o.exit_code,
+        Err(e) => {
+            let _ = out.flush();
+            eprintln!("node-problem-detector dry-run: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::ExitCode::from(code as u8)
+}
+
 /// Whether stdout is a terminal.
 pub fn stdout_is_terminal() -> bool {
     // SAFETY: isatty only inspects the descriptor number.

@@ -3,12 +3,17 @@
 //!
 //! Data flow (DESIGN.md section 2): [`source`] -> [`engine::Monitor`] -> exporters.
 
+pub mod admin;
+pub mod cli;
 pub mod config;
+pub mod custom;
+pub mod daemon;
 pub mod defaults;
 pub mod dryrun;
 pub mod duration;
 pub mod engine;
 pub mod exporter;
+pub mod gotime;
 pub mod source;
 pub mod types;
 pub mod validate;

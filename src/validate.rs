@@ -16,6 +16,20 @@ pub struct ValidateArgs {
     pub files: Vec<PathBuf>,
 }
 
+/// The CLI entry point: prints findings on stdout, returns the exit code (2 when the
+/// report cannot be written).
+pub fn main(args: &ValidateArgs) -> std::process::ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match run(args, &mut out) {
+        Ok(o) => std::process::ExitCode::from(o.exit_code() as u8),
+        Err(e) => {
+            eprintln!("node-problem-detector validate: writing output: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 /// How a check went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ValidateOutcome {
@@ -39,11 +53,23 @@ pub fn run(args: &ValidateArgs, out: &mut dyn Write) -> std::io::Result<Validate
     for path in &args.files {
         let p = path.display().to_string();
         if crate::dryrun::is_custom_plugin(path) {
-            writeln!(
-                out,
-                "{p}: warning: plugin \"custom\" is not checked by this validator"
-            )?;
-            total.warnings += 1;
+            // Custom plugin configs: the custom loader's errors and warnings.
+            match crate::custom::load_custom_config(path) {
+                Err(e) => {
+                    writeln!(out, "{e}")?;
+                    writeln!(out, "{p}: error: the config does not load")?;
+                    total.errors += 1;
+                }
+                Ok(loaded) => {
+                    for w in &loaded.warnings {
+                        writeln!(out, "{}: warning: {}", w.path.display(), w.message)?;
+                        total.warnings += 1;
+                    }
+                    if loaded.warnings.is_empty() {
+                        writeln!(out, "{p}: ok (custom plugin)")?;
+                    }
+                }
+            }
             continue;
         }
         match crate::config::load_monitor_config(path) {

@@ -59,6 +59,9 @@ pub struct Monitor {
     strategy: MatchStrategy,
     rules: Vec<CompiledRule>,
     fast_set: Option<RegexSet>,
+    /// Literals one of which every fast-path match starts with; lines without any skip
+    /// `fast_set`. `None` when the rules have no such literals.
+    prefilter: Option<regex::bytes::Regex>,
     /// For each rule, its index in `fast_set`, if it takes the fast path.
     fast_index: Vec<Option<usize>>,
     fast_hits: Vec<bool>,
@@ -159,6 +162,7 @@ impl Monitor {
                 })?,
             )
         };
+        let prefilter = pattern::literal_prefilter(&fast_patterns);
         let conditions = config
             .conditions
             .iter()
@@ -186,6 +190,7 @@ impl Monitor {
             fast_hits: vec![false; fast_patterns.len()],
             rules,
             fast_set,
+            prefilter,
             fast_index,
             has_slow_rules,
             buffer: VecDeque::with_capacity(config.buffer_size),
@@ -322,7 +327,12 @@ impl Monitor {
         let use_fast = self.strategy == MatchStrategy::Fast && newest_is_single_line;
         if use_fast && let Some(set) = &self.fast_set {
             self.fast_hits.fill(false);
-            if !set.matches_read_at(&mut self.fast_hits, &line.message, 0) && !self.has_slow_rules {
+            let candidate = self
+                .prefilter
+                .as_ref()
+                .is_none_or(|p| p.is_match(line.message.as_bytes()));
+            let any = candidate && set.matches_read_at(&mut self.fast_hits, &line.message, 0);
+            if !any && !self.has_slow_rules {
                 return out;
             }
         }

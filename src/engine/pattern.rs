@@ -99,6 +99,73 @@ pub fn compile_set(patterns: &[&str]) -> Result<regex::RegexSet, PatternError> {
         .map_err(|e| PatternError::Invalid(e.to_string()))
 }
 
+/// A cheap test that a line can match at least one of `patterns`: the literals every
+/// match of some pattern starts with, searched together (regex uses SIMD / Aho-Corasick for
+/// a plain literal alternation). Most log lines contain none of them and skip the
+/// RegexSet entirely. `None` when some pattern has no usable literal (it could start with
+/// almost anything), so no line may be skipped.
+pub fn literal_prefilter(patterns: &[&str]) -> Option<regex::bytes::Regex> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let mut literals: Vec<Vec<u8>> = Vec::new();
+    for pattern in patterns {
+        let hir = regex_syntax::ParserBuilder::new()
+            .octal(true)
+            .build()
+            .parse(pattern)
+            .ok()?;
+        let mut seq = Extractor::new()
+            .kind(ExtractKind::Prefix)
+            .extract(&strip_leading_star(hir));
+        // Shortens and merges literals; they stay prefixes of every match, so a line
+        // without any of them still cannot match.
+        seq.optimize_for_prefix_by_preference();
+        // Infinite: no finite set of prefixes; an empty literal matches everywhere.
+        let lits = seq.literals()?;
+        if lits.is_empty() || lits.iter().any(|l| l.as_bytes().len() < 2) {
+            // Empty set (the pattern can never match) is rare; single bytes filter
+            // nothing and would slow the literal search down.
+            return None;
+        }
+        literals.extend(lits.iter().map(|l| l.as_bytes().to_vec()));
+    }
+    literals.sort();
+    literals.dedup();
+    if literals.is_empty() {
+        return None;
+    }
+    let mut alternation = String::new();
+    for (i, lit) in literals.iter().enumerate() {
+        if i > 0 {
+            alternation.push('|');
+        }
+        for &b in lit {
+            // Every byte as an escape: exact for any byte, valid UTF-8 or not.
+            alternation.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    regex::bytes::RegexBuilder::new(&alternation)
+        .unicode(false)
+        .size_limit(SIZE_LIMIT)
+        .build()
+        .ok()
+}
+
+/// Drops leading `x*`-style repetitions (the `.*` of upstream's CPER patterns):
+/// the search is unanchored, so any match of the whole pattern contains a match of the
+/// rest, and the rest's prefixes are literals every matching line contains.
+fn strip_leading_star(hir: Hir) -> Hir {
+    if let HirKind::Concat(parts) = hir.kind() {
+        let skip = parts
+            .iter()
+            .take_while(|h| matches!(h.kind(), HirKind::Repetition(r) if r.min == 0))
+            .count();
+        if skip > 0 && skip < parts.len() {
+            return Hir::concat(parts[skip..].to_vec());
+        }
+    }
+    hir
+}
+
 fn strip_wrapper(msg: &str, _pattern: &str) -> String {
     // The error shows our `(?:...)\z` wrapper; it is still clear about what is wrong.
     msg.trim().to_string()
@@ -167,6 +234,28 @@ mod tests {
         assert!(compile_anchored(r"\\Q").is_ok());
         // Octal escapes work as in Go.
         assert!(compile_anchored(r"\101").unwrap().is_match("A"));
+    }
+
+    #[test]
+    fn prefilter_finds_every_rule_literal() {
+        let pats = [
+            r"Killed process \d+ (.+) total-vm",
+            r"(?:nf|ip)_conntrack: table full",
+            r"caf\x{e9} ok",
+        ];
+        let pre = literal_prefilter(&pats).unwrap();
+        assert!(pre.is_match(b"x Killed process 1 (a) total-vm"));
+        assert!(pre.is_match(b"ip_conntrack: table full"));
+        assert!(pre.is_match("caf\u{e9} ok".as_bytes()));
+        assert!(!pre.is_match(b"usb 1-1: new high-speed USB device"));
+        // A pattern that can start anywhere disables the prefilter.
+        assert!(literal_prefilter(&[r"abc", r".*"]).is_none());
+        assert!(literal_prefilter(&[r"abc", r"x*.?y"]).is_none());
+        // A leading `.*` is skipped: upstream's CPER rules keep the prefilter.
+        let pre = literal_prefilter(&[r".*\[Hardware Error\]: event severity: fatal$"]).unwrap();
+        assert!(pre.is_match(b"{3}[Hardware Error]: event severity: fatal"));
+        assert!(!pre.is_match(b"usb 1-1: new high-speed USB device"));
+        assert!(literal_prefilter(&[r"abc", r"(?i)x"]).is_none());
     }
 
     #[test]

@@ -286,4 +286,40 @@ proptest! {
         }
         prop_assert_eq!(pf, pp);
     }
+
+    /// Patterns led by multi-byte literals, so the literal prefilter is in play.
+    #[test]
+    fn fast_path_with_literal_prefilter_equals_plain(
+        patterns in prop::collection::vec(literal_pattern_strategy(), 1..6),
+        lines in prop::collection::vec(line_strategy(), 1..14),
+        buffer_size in 1usize..5,
+    ) {
+        let rules: Vec<serde_json::Value> = patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| serde_json::json!({"type": "temporary", "reason": format!("R{i}"), "pattern": p}))
+            .collect();
+        let json = serde_json::json!({"plugin": "kmsg", "source": "s", "bufferSize": buffer_size, "rules": rules})
+            .to_string();
+        let mut fast = monitor(&json, MatchStrategy::Fast);
+        let mut plain = monitor(&json, MatchStrategy::Plain);
+        let mut pf = ProblemMetrics::default();
+        let mut pp = ProblemMetrics::default();
+        for (i, l) in lines.iter().enumerate() {
+            let line = LogLine::new(ts(i as i64), l.clone());
+            prop_assert_eq!(fast.process(&line, &mut pf), plain.process(&line, &mut pp), "line {} {:?}", i, l);
+        }
+        prop_assert_eq!(pf, pp);
+    }
+}
+
+fn literal_pattern_strategy() -> impl Strategy<Value = String> {
+    let head = prop::sample::select(vec!["ab", "ba", "xa", "a b", "(ab|ba)", "ab?", "(?:xa|ab)"]);
+    let tail = prop::collection::vec(
+        prop::sample::select(vec![
+            "a", "b", ".", "a*", "[ab]", "x?", " ", "\\b", "ab", ".*",
+        ]),
+        0..3,
+    );
+    (head, tail).prop_map(|(h, t)| format!("{h}{}", t.concat()))
 }

@@ -12,7 +12,8 @@
 //!   `-x` catalog lines (`-- ...`, ` ░░ ...`) and boot markers ignored;
 //! - `journalctl -o json` (one object per line) and `-o export` (KEY=value blocks
 //!   separated by blank lines, binary fields with a 64-bit little-endian length);
-//! - gzip-compressed files of any of these (detected by the magic bytes).
+//! - gzip-compressed files of any of these (detected by the magic bytes);
+//! - binary journal files and journal directories (through the journald source's reader).
 //!
 //! Relative stamps (kmsg, dmesg) count from boot. A foreign capture does not say when its
 //! machine booted, so [`CaptureParser::new`] takes the boot time: the dry-run passes the
@@ -70,6 +71,8 @@ pub enum Format {
     JournalJson,
     /// `journalctl -o export`.
     JournalExport,
+    /// Binary journal files (`.journal`) and journal directories.
+    JournalFile,
 }
 
 impl Format {
@@ -83,6 +86,7 @@ impl Format {
             Format::SyslogIso => "syslog-iso",
             Format::JournalJson => "journal-json",
             Format::JournalExport => "journal-export",
+            Format::JournalFile => "journal-file",
         }
     }
 }
@@ -131,14 +135,9 @@ pub enum CaptureError {
         /// The error.
         source: std::io::Error,
     },
-    /// A binary journal file or directory, which needs the journald reader.
-    #[error(
-        "{path}: journal files and directories are not supported by the dry-run yet; export with `journalctl --file {path} -o export` and pass that instead"
-    )]
-    JournalUnsupported {
-        /// The input.
-        path: String,
-    },
+    /// A binary journal file or directory could not be read.
+    #[error(transparent)]
+    Journal(#[from] crate::source::journald::JournaldError),
 }
 
 /// Magic bytes of a systemd journal file.
@@ -204,17 +203,29 @@ impl CaptureParser {
         self.read(r, f).map_err(io)
     }
 
-    /// Journal files and directories: a separate branch so the journald reader can be
-    /// plugged in here (`crate::source::journald::read_journal(path)`), feeding each
-    /// entry through [`CaptureParser::entry`].
+    /// Journal files (`.journal`, by magic bytes) and journal directories, read with the
+    /// journald source's reader.
     fn read_journal(
         &mut self,
         path: &Path,
-        _f: &mut dyn FnMut(CapturedLine),
+        f: &mut dyn FnMut(CapturedLine),
     ) -> Result<(), CaptureError> {
-        Err(CaptureError::JournalUnsupported {
-            path: path.display().to_string(),
-        })
+        for e in crate::source::journald::read_journal(path)? {
+            let origin = if e.is_kernel() {
+                Origin::Kernel
+            } else {
+                Origin::Program(e.identifier.clone().unwrap_or_default())
+            };
+            self.emit(
+                CapturedLine {
+                    line: LogLine::new(e.realtime, e.message),
+                    origin,
+                    format: Format::JournalFile,
+                },
+                f,
+            );
+        }
+        Ok(())
     }
 
     /// Reads a stream (gzip detected by its magic bytes).

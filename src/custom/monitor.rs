@@ -1,0 +1,268 @@
+//! The pure state machine of a custom plugin monitor: plugin results in, Statuses out.
+//! No processes, no clock of its own (the caller passes `now`), so it is tested directly.
+//!
+//! Semantics are upstream's `generateStatus`, with one addition: several permanent rules
+//! may share a condition (upstream #566). Upstream applies each result as it arrives, so
+//! one rule's OK sets the condition False right after another rule's NonOK set it True,
+//! and the condition flips on every round. Here the condition is driven by the *latest
+//! result of every rule of that condition*, combined with the precedence
+//! **NonOK > Unknown > OK**:
+//! - True if any of its rules' latest result is NonOK (the first such rule in file order
+//!   gives reason and message);
+//! - else Unknown if any is Unknown (first such rule's message);
+//! - else False (default reason and message) once the rules that have reported are all OK.
+//!
+//! With a single rule per condition this is exactly upstream's behaviour.
+
+use jiff::Timestamp;
+
+use crate::config::ConditionConfig;
+use crate::engine::{ProblemMetrics, condition_change_event};
+use crate::types::{Condition, ConditionStatus, Event, Severity, Status};
+
+use super::config::{CustomPluginConfig, CustomRuleKind};
+
+/// What a plugin run means (upstream's OK / NonOK / Unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub enum PluginStatus {
+    /// Exit code 0: no problem.
+    Ok,
+    /// Exit code 1: the problem is present.
+    NonOk,
+    /// Any other exit code, a timeout, a crash or a plugin that cannot start.
+    Unknown,
+}
+
+/// The outcome of one plugin run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginResult {
+    /// OK, NonOK or Unknown.
+    pub status: PluginStatus,
+    /// Trimmed stdout cut to `max_output_length`, or why the run failed.
+    pub message: String,
+    /// The run was stopped by its timeout.
+    pub timed_out: bool,
+}
+
+#[derive(Debug, Clone)]
+struct RuleInfo {
+    kind: CustomRuleKind,
+    condition: String,
+    reason: String,
+}
+
+/// Upstream's custom plugin monitor state: the conditions and the latest result of every
+/// permanent rule.
+#[derive(Debug, Clone)]
+pub struct CustomMonitor {
+    source: String,
+    defaults: Vec<ConditionConfig>,
+    conditions: Vec<Condition>,
+    rules: Vec<RuleInfo>,
+    latest: Vec<Option<PluginResult>>,
+    message_change_update: bool,
+    metrics_reporting: bool,
+    skip_initial_status: bool,
+}
+
+impl CustomMonitor {
+    /// Every condition starts False with its default reason and message.
+    pub fn new(config: &CustomPluginConfig, now: Timestamp) -> CustomMonitor {
+        let conditions = config
+            .conditions
+            .iter()
+            .map(|c| Condition {
+                type_: c.type_.clone(),
+                status: ConditionStatus::False,
+                transition: now,
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+            })
+            .collect();
+        CustomMonitor {
+            source: config.source.clone(),
+            defaults: config.conditions.clone(),
+            conditions,
+            rules: config
+                .rules
+                .iter()
+                .map(|r| RuleInfo {
+                    kind: r.kind,
+                    condition: r.condition.clone(),
+                    reason: r.reason.clone(),
+                })
+                .collect(),
+            latest: vec![None; config.rules.len()],
+            message_change_update: config.enable_message_change_based_condition_update,
+            metrics_reporting: config.metrics_reporting,
+            skip_initial_status: config.skip_initial_status,
+        }
+    }
+
+    /// The monitor's `source`.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Current conditions.
+    pub fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    /// The status to report at start (all conditions at their defaults), unless
+    /// `skip_initial_status` is set.
+    pub fn initial_status(&self) -> Option<Status> {
+        (!self.skip_initial_status).then(|| self.status(Vec::new()))
+    }
+
+    /// Creates every rule's counter at 0 and every permanent rule's gauge at false, as
+    /// upstream does at start, when metrics reporting is on.
+    pub fn init_metrics(&self, metrics: &mut ProblemMetrics) {
+        if !self.metrics_reporting {
+            return;
+        }
+        for rule in &self.rules {
+            if rule.kind == CustomRuleKind::Permanent {
+                metrics.set_gauge(&rule.condition, &rule.reason, false);
+            }
+            metrics.increment(&rule.reason, 0);
+        }
+    }
+
+    /// Applies one plugin result of rule `index`. Returns the Status to report when it
+    /// produced an event (upstream reports after every result; a Status without events
+    /// carries nothing new, so it is not sent).
+    pub fn apply(
+        &mut self,
+        index: usize,
+        result: &PluginResult,
+        now: Timestamp,
+        metrics: &mut ProblemMetrics,
+    ) -> Option<Status> {
+        let rule = self.rules.get(index)?.clone();
+        let mut active = Vec::new();
+        let mut inactive = Vec::new();
+        match rule.kind {
+            CustomRuleKind::Temporary => {
+                // Upstream: `ExitStatus >= NonOK`, so Unknown (a timeout, a crash) also
+                // yields the Warning event.
+                if result.status != PluginStatus::Ok {
+                    active.push(Event {
+                        severity: Severity::Warn,
+                        timestamp: now,
+                        reason: rule.reason.clone(),
+                        message: result.message.clone(),
+                    });
+                }
+            }
+            CustomRuleKind::Permanent => {
+                self.latest[index] = Some(result.clone());
+                if let Some(ev) = self.update_condition(&rule.condition, now) {
+                    if ev.severity == Severity::Warn {
+                        active.push(ev);
+                    } else {
+                        inactive.push(ev);
+                    }
+                }
+            }
+        }
+        if self.metrics_reporting {
+            for ev in &active {
+                metrics.increment(&ev.reason, 1);
+            }
+            for c in &self.conditions {
+                metrics.set_gauge(&c.type_, &c.reason, c.status == ConditionStatus::True);
+            }
+        }
+        if active.is_empty() && inactive.is_empty() {
+            return None;
+        }
+        active.extend(inactive);
+        Some(self.status(active))
+    }
+
+    /// The combined result of all permanent rules of `condition` (see the module docs):
+    /// (status, reason of the deciding rule, message).
+    fn combined(&self, condition: &str) -> Option<(PluginStatus, String, String)> {
+        let mut best: Option<(PluginStatus, String, String)> = None;
+        for (rule, latest) in self.rules.iter().zip(&self.latest) {
+            if rule.kind != CustomRuleKind::Permanent || rule.condition != condition {
+                continue;
+            }
+            let Some(r) = latest else { continue };
+            let rank = |s: PluginStatus| match s {
+                PluginStatus::Ok => 0,
+                PluginStatus::Unknown => 1,
+                PluginStatus::NonOk => 2,
+            };
+            if best
+                .as_ref()
+                .is_none_or(|(s, _, _)| rank(r.status) > rank(*s))
+            {
+                best = Some((r.status, rule.reason.clone(), r.message.clone()));
+            }
+        }
+        best
+    }
+
+    /// Upstream's five scenarios, applied to the combined result.
+    fn update_condition(&mut self, type_: &str, now: Timestamp) -> Option<Event> {
+        let (result, rule_reason, result_message) = self.combined(type_)?;
+        let (def_reason, def_message) = self
+            .defaults
+            .iter()
+            .find(|d| d.type_ == type_)
+            .map(|d| (d.reason.clone(), d.message.clone()))
+            .unwrap_or_default();
+        let message_change_update = self.message_change_update;
+        let cond = self.conditions.iter_mut().find(|c| c.type_ == type_)?;
+        let status = match result {
+            PluginStatus::Ok => ConditionStatus::False,
+            PluginStatus::NonOk => ConditionStatus::True,
+            PluginStatus::Unknown => ConditionStatus::Unknown,
+        };
+        let back_to_default = |status: ConditionStatus| {
+            // When Unknown, the plugin's message is what helps debugging.
+            if status == ConditionStatus::False {
+                (def_reason.clone(), def_message.clone())
+            } else {
+                (def_reason.clone(), result_message.clone())
+            }
+        };
+        let (reason, message) =
+            if cond.status == ConditionStatus::True && status != ConditionStatus::True {
+                back_to_default(status)
+            } else if cond.status != ConditionStatus::True && status == ConditionStatus::True {
+                (rule_reason, result_message)
+            } else if cond.status != status {
+                back_to_default(status)
+            } else if status == ConditionStatus::True
+                && (cond.reason != rule_reason
+                    || (message_change_update && cond.message != result_message))
+            {
+                (rule_reason, result_message)
+            } else {
+                return None;
+            };
+        cond.status = status;
+        cond.transition = now;
+        cond.reason = reason.clone();
+        cond.message = message.clone();
+        let severity = if status == ConditionStatus::True {
+            Severity::Warn
+        } else {
+            Severity::Info
+        };
+        Some(condition_change_event(
+            type_, status, &reason, &message, now, severity,
+        ))
+    }
+
+    fn status(&self, events: Vec<Event>) -> Status {
+        Status {
+            source: self.source.clone(),
+            events,
+            conditions: self.conditions.clone(),
+        }
+    }
+}

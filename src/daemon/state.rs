@@ -1,0 +1,129 @@
+//! State shared by the monitor tasks, the exporters and the admin servers.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::engine::ProblemMetrics;
+use crate::exporter::kube::KubeExporter;
+use crate::source::SourceStats;
+use crate::types::{Condition, Status};
+
+/// What /healthz and /metrics know about one running monitor.
+#[derive(Debug, Clone)]
+pub struct MonitorInfo {
+    /// The config file path (the monitor's identity).
+    pub key: String,
+    /// The monitor's `source`.
+    pub source: String,
+    /// kmsg, journald, filelog or custom.
+    pub plugin: &'static str,
+    /// The log it reads.
+    pub log_path: String,
+    /// The source's counters.
+    pub stats: Arc<SourceStats>,
+    /// False once the source thread has returned.
+    pub alive: Arc<AtomicBool>,
+    /// Why the source thread returned, if it was not asked to.
+    pub exit_error: Arc<Mutex<Option<String>>>,
+}
+
+/// Shared daemon state.
+pub struct Shared {
+    metrics: Mutex<ProblemMetrics>,
+    monitors: Mutex<Vec<MonitorInfo>>,
+    conditions: Mutex<BTreeMap<String, (String, Vec<Condition>)>>,
+    kube: Mutex<Option<KubeExporter>>,
+    ready: AtomicBool,
+    /// Successful config reloads.
+    pub reloads_ok: AtomicU64,
+    /// Rejected config reloads.
+    pub reloads_failed: AtomicU64,
+    /// --apiserver-wait-timeout: how long the API server may be unreachable before
+    /// /healthz says so.
+    pub apiserver_wait_timeout: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave the data inconsistent in a
+    // way that matters more than stopping to report; keep serving.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    /// Creates empty state.
+    pub fn new(apiserver_wait_timeout: Duration) -> Arc<Shared> {
+        Arc::new(Shared {
+            metrics: Mutex::new(ProblemMetrics::default()),
+            monitors: Mutex::new(Vec::new()),
+            conditions: Mutex::new(BTreeMap::new()),
+            kube: Mutex::new(None),
+            ready: AtomicBool::new(false),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            apiserver_wait_timeout,
+        })
+    }
+
+    /// Runs `f` with the problem metrics locked.
+    pub fn with_metrics<R>(&self, f: impl FnOnce(&mut ProblemMetrics) -> R) -> R {
+        f(&mut lock(&self.metrics))
+    }
+
+    /// Adds or replaces (same key) a monitor's info.
+    pub fn register(&self, info: MonitorInfo) {
+        let mut m = lock(&self.monitors);
+        m.retain(|x| x.key != info.key);
+        m.push(info);
+    }
+
+    /// Snapshot of the monitors.
+    pub fn monitors(&self) -> Vec<MonitorInfo> {
+        lock(&self.monitors).clone()
+    }
+
+    /// Records a monitor's status and hands it to the exporters.
+    pub fn publish(&self, key: &str, status: &Status) {
+        for e in &status.events {
+            tracing::info!(source = %status.source, reason = %e.reason, r#type = e.severity.event_type(), message = %e.message, "event");
+        }
+        lock(&self.conditions).insert(
+            key.to_string(),
+            (status.source.clone(), status.conditions.clone()),
+        );
+        if let Some(k) = lock(&self.kube).as_ref() {
+            k.report(status);
+        }
+    }
+
+    /// Current conditions by monitor key: (source, conditions).
+    pub fn conditions(&self) -> BTreeMap<String, (String, Vec<Condition>)> {
+        lock(&self.conditions).clone()
+    }
+
+    /// Installs the Kubernetes exporter.
+    pub fn set_kube(&self, k: KubeExporter) {
+        *lock(&self.kube) = Some(k);
+    }
+
+    /// Removes the Kubernetes exporter (for shutdown).
+    pub fn take_kube(&self) -> Option<KubeExporter> {
+        lock(&self.kube).take()
+    }
+
+    /// Runs `f` on the exporter, if any.
+    pub fn with_kube<R>(&self, f: impl FnOnce(&KubeExporter) -> R) -> Option<R> {
+        lock(&self.kube).as_ref().map(f)
+    }
+
+    /// Marks start-up complete.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether start-up is complete.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,58 @@
+//! The real binary's command line: errors at start, version, upstream flags.
+
+mod support;
+
+use std::process::Command;
+
+use support::daemon::BIN;
+
+#[test]
+fn no_config_is_an_error_saying_what_to_pass() {
+    let out = Command::new(BIN)
+        .arg("--enable-k8s-exporter=false")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--config.system-log-monitor"), "{err}");
+}
+
+#[test]
+fn version_prints_version() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains(env!("CARGO_PKG_VERSION")), "{s}");
+}
+
+#[test]
+fn broken_config_is_reported_with_file_and_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.json");
+    std::fs::write(
+        &cfg,
+        r#"{"plugin":"kmsg","source":"k","rules":[{"type":"temporary","reason":"Broken","pattern":"(unclosed"}]}"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "--enable-k8s-exporter=false",
+            "--port=0",
+            "--prometheus-port=0",
+        ])
+        .arg(format!("--config.system-log-monitor={}", cfg.display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.json: rule 0 (reason \"Broken\")"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_flag_is_rejected() {
+    let out = Command::new(BIN).arg("--no-such-flag").output().unwrap();
+    assert!(!out.status.success());
+}

@@ -1,0 +1,236 @@
+//! The real daemon, standalone (--enable-k8s-exporter=false), on a real log file:
+//! endpoints, metrics, hot reload and graceful shutdown.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use support::daemon::{Daemon, http_get, wait_for};
+
+const RULES_V1: &str = r#"{
+  "plugin": "filelog",
+  "pluginConfig": {"timestamp": "^.{15}", "message": "kernel: (?:\\[\\s*\\d+\\.\\d+\\] )?(.*)", "timestampFormat": "Jan _2 15:04:05"},
+  "logPath": "LOG",
+  "lookback": "5m",
+  "source": "kernel-monitor",
+  "conditions": [{"type": "KernelDeadlock", "reason": "KernelHasNoDeadlock", "message": "kernel has no deadlock"}],
+  "rules": [
+    {"type": "temporary", "reason": "OOMKilling", "pattern": "Killed process \\d+ .*"},
+    {"type": "permanent", "condition": "KernelDeadlock", "reason": "DockerHung", "pattern": "task docker:\\w+ blocked for more than \\w+ seconds\\."}
+  ]
+}"#;
+
+fn syslog_line(msg: &str) -> String {
+    let now = jiff::Zoned::now();
+    format!(
+        "{} node1 kernel: [ 1234.567890] {msg}\n",
+        now.strftime("%b %e %H:%M:%S")
+    )
+}
+
+fn append(path: &Path, msg: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(syslog_line(msg).as_bytes()).unwrap();
+}
+
+fn counter(d: &Daemon, reason: &str) -> Option<f64> {
+    d.metric(&format!("problem_counter{{reason=\"{reason}\"}}"))
+}
+
+#[test]
+fn endpoints_metrics_and_graceful_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("kern.log");
+    append(&log, "Linux version 6.1.0 starting");
+    let cfg = dir.path().join("kernel-monitor-filelog.json");
+    std::fs::write(&cfg, RULES_V1.replace("LOG", log.to_str().unwrap())).unwrap();
+    let mut d = Daemon::start(
+        dir.path(),
+        &[
+            "--enable-k8s-exporter=false",
+            &format!("--config.system-log-monitor={}", cfg.display()),
+        ],
+    );
+    d.wait_up();
+    let healthy = wait_for(Duration::from_secs(10), || {
+        http_get(d.port, "/healthz").ok().filter(|(c, _)| *c == 200)
+    });
+    assert!(
+        healthy.is_some(),
+        "healthz never 200: {:?}\n{}",
+        http_get(d.port, "/healthz"),
+        d.log()
+    );
+
+    // Every rule reason starts at 0, upstream's names, no _total suffix.
+    let m = d.metrics();
+    assert!(
+        m.contains("problem_counter{reason=\"OOMKilling\"} 0"),
+        "{m}"
+    );
+    assert!(
+        m.contains("problem_gauge{reason=\"DockerHung\",type=\"KernelDeadlock\"} 0"),
+        "{m}"
+    );
+
+    append(
+        &log,
+        "Out of memory: Killed process 4242 (stress) total-vm:1024kB",
+    );
+    append(&log, "task docker:1234 blocked for more than 120 seconds.");
+    let got = wait_for(Duration::from_secs(10), || {
+        counter(&d, "OOMKilling").filter(|v| *v == 1.0)
+    });
+    assert!(
+        got.is_some(),
+        "OOMKilling not counted:\n{}\n{}",
+        d.metrics(),
+        d.log()
+    );
+    let g = wait_for(Duration::from_secs(10), || {
+        d.metric("problem_gauge{reason=\"DockerHung\",type=\"KernelDeadlock\"}")
+            .filter(|v| *v == 1.0)
+    });
+    assert!(g.is_some(), "{}", d.metrics());
+
+    let (code, body) = http_get(d.port, "/conditions").unwrap();
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let c = &v[0];
+    assert_eq!(c["type"], "KernelDeadlock");
+    assert_eq!(c["status"], "True");
+    assert_eq!(c["reason"], "DockerHung");
+    assert_eq!(c["source"], "kernel-monitor");
+    let m = d.metrics();
+    assert!(m.contains("npd_source_lines_read_total{"), "{m}");
+
+    d.signal(libc::SIGTERM);
+    let code = d.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", d.log());
+}
+
+/// Lays out a directory the way the kubelet lays out a ConfigMap volume and swaps it the
+/// way the kubelet does: a new timestamped data directory, a `..data_tmp` symlink renamed
+/// over `..data`, per-key symlinks pointing through `..data`.
+struct ConfigMapDir {
+    root: std::path::PathBuf,
+    generation: u32,
+}
+
+impl ConfigMapDir {
+    fn new(root: &Path, files: &[(&str, &str)]) -> ConfigMapDir {
+        std::fs::create_dir_all(root).unwrap();
+        let mut d = ConfigMapDir {
+            root: root.to_path_buf(),
+            generation: 0,
+        };
+        d.update(files);
+        for (name, _) in files {
+            std::os::unix::fs::symlink(format!("..data/{name}"), root.join(name)).unwrap();
+        }
+        d
+    }
+
+    fn update(&mut self, files: &[(&str, &str)]) {
+        self.generation += 1;
+        let data = format!("..2026_11_23_10_00_00.{:09}", self.generation);
+        let dir = self.root.join(&data);
+        std::fs::create_dir(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let tmp = self.root.join("..data_tmp");
+        std::os::unix::fs::symlink(&data, &tmp).unwrap();
+        let old = std::fs::read_link(self.root.join("..data")).ok();
+        std::fs::rename(&tmp, self.root.join("..data")).unwrap();
+        if let Some(old) = old {
+            std::fs::remove_dir_all(self.root.join(old)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn configmap_swap_reloads_rules_and_rejects_broken_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("kern.log");
+    append(&log, "boot");
+    let v1 = RULES_V1.replace("LOG", log.to_str().unwrap());
+    let cm = dir.path().join("config");
+    let mut cmdir = ConfigMapDir::new(&cm, &[("kernel-monitor-filelog.json", &v1)]);
+    let cfg = cm.join("kernel-monitor-filelog.json");
+    let mut d = Daemon::start(
+        dir.path(),
+        &[
+            "--enable-k8s-exporter=false",
+            &format!("--config.system-log-monitor={}", cfg.display()),
+        ],
+    );
+    d.wait_up();
+    append(&log, "task docker:1 blocked for more than 120 seconds.");
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            d.metric("problem_gauge{reason=\"DockerHung\",type=\"KernelDeadlock\"}")
+                .filter(|v| *v == 1.0)
+        })
+        .is_some(),
+        "{}",
+        d.log()
+    );
+
+    // v2 adds a rule; the condition keeps its True state, old lines are not re-read.
+    let v2 = v1.replace(
+        r#"{"type": "temporary", "reason": "OOMKilling""#,
+        r#"{"type": "temporary", "reason": "SoftLockup", "pattern": "watchdog: BUG: soft lockup.*"},
+    {"type": "temporary", "reason": "OOMKilling""#,
+    );
+    cmdir.update(&[("kernel-monitor-filelog.json", &v2)]);
+    let reloaded = wait_for(Duration::from_secs(10), || {
+        d.metric("npd_config_reloads_total{result=\"success\"}")
+            .filter(|v| *v == 1.0)
+    });
+    assert!(reloaded.is_some(), "{}\n{}", d.metrics(), d.log());
+    assert_eq!(counter(&d, "SoftLockup"), Some(0.0));
+    append(
+        &log,
+        "watchdog: BUG: soft lockup - CPU#3 stuck for 22s! [kworker/3:1:123]",
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || counter(&d, "SoftLockup")
+            .filter(|v| *v == 1.0))
+        .is_some()
+    );
+    let (_, body) = http_get(d.port, "/conditions").unwrap();
+    assert!(
+        body.contains("\"status\":\"True\""),
+        "condition state lost on reload: {body}"
+    );
+    assert_eq!(counter(&d, "DockerHung"), Some(1.0), "old lines re-read");
+
+    // A broken config is rejected; the last good one keeps running.
+    cmdir.update(&[("kernel-monitor-filelog.json", "{ not json")]);
+    let failed = wait_for(Duration::from_secs(10), || {
+        d.metric("npd_config_reloads_total{result=\"failure\"}")
+            .filter(|v| *v == 1.0)
+    });
+    assert!(failed.is_some(), "{}", d.metrics());
+    assert!(
+        d.log().contains("kernel-monitor-filelog.json"),
+        "{}",
+        d.log()
+    );
+    append(
+        &log,
+        "watchdog: BUG: soft lockup - CPU#1 stuck for 23s! [kworker/1:1:12]",
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || counter(&d, "SoftLockup")
+            .filter(|v| *v == 2.0))
+        .is_some()
+    );
+}

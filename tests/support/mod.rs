@@ -1,0 +1,4 @@
+//! Shared helpers for integration tests. Each test file includes what it needs.
+#![allow(dead_code)]
+
+pub mod daemon;
