@@ -229,5 +229,36 @@ fn this_machines_journalctl_output_parses_and_routes() {
             "{name}"
         );
     }
+    // The binary journal itself: the namespace's directory, and one .journal file in it.
+    let id = std::fs::read_to_string("/etc/machine-id").unwrap();
+    let jdir = ["/var/log/journal", "/run/log/journal"]
+        .iter()
+        .map(|b| PathBuf::from(format!("{b}/{}.{ns}", id.trim())))
+        .find(|p| p.is_dir())
+        .expect("the namespace's journal directory");
+    let file = std::fs::read_dir(&jdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "journal"))
+        .expect("a .journal file");
+    for path in [jdir, file] {
+        let v = json_run(&DryRunArgs {
+            files: vec![path.clone()],
+            output: OutputFormat::Json,
+            ..Default::default()
+        });
+        let inp = input(&v);
+        assert!(
+            inp["by_format"]["journal-file"].as_u64().unwrap() >= 4,
+            "{path:?}: {inp}"
+        );
+        assert_eq!(inp["by_origin"]["kubelet"], 1, "{path:?}: {inp}");
+        let reasons: Vec<&str> = v
+            .iter()
+            .filter(|o| o["kind"] == "event")
+            .map(|o| o["reason"].as_str().unwrap())
+            .collect();
+        assert_eq!(reasons, ["ContainerdStart", "KubeletStart"], "{path:?}");
+    }
     drop(jd);
 }
