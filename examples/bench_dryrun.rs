@@ -9,6 +9,7 @@ use std::time::Duration;
 use npd::dryrun::{DryRunArgs, OutputFormat};
 
 fn cpu_time() -> Duration {
+    // SAFETY: rusage is plain old data; all-zero is a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes into the valid rusage struct.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
