@@ -260,7 +260,16 @@ impl CaptureParser {
             // Export format: a field name alone on a line is followed by a binary value.
             if self.export.is_some() && is_field_name(&buf) {
                 let mut len = [0u8; 8];
-                r.read_exact(&mut len)?;
+                match r.read_exact(&mut len) {
+                    Ok(()) => {}
+                    // A capture cut in the middle of a field: count it, keep what we have.
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        self.export = None;
+                        self.unplaced(&String::from_utf8_lossy(&buf));
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
                 let len = u64::from_le_bytes(len);
                 let take = len.min(MAX_EXPORT_FIELD);
                 let mut data = Vec::with_capacity(take as usize);
@@ -755,6 +764,15 @@ garbage\n";
         assert_eq!(out[0].origin, Origin::Kernel);
         assert_eq!(out[0].line.message, "a\nb\u{fffd}");
         assert_eq!(out[1].origin, Origin::Program("kubelet".into()));
+    }
+
+    #[test]
+    fn export_cut_in_a_binary_field_is_not_fatal() {
+        let (out, st) = parse_all(
+            b"__REALTIME_TIMESTAMP=1\nMESSAGE=a\n\n__REALTIME_TIMESTAMP=2\nDATA\n\x05\x00",
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(st.unplaced, 1);
     }
 
     #[test]
