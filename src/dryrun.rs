@@ -1,8 +1,576 @@
-//! Placeholder until the dry-run lands.
-/// Dry-run arguments.
-#[derive(Debug, clap::Args)]
-pub struct DryRunArgs {}
-/// Runs the dry-run.
-pub fn main(_args: &DryRunArgs) -> std::process::ExitCode {
-    std::process::ExitCode::from(2)
+//! `node-problem-detector dry-run`: runs the monitors over captured logs (or this
+//! machine's /dev/kmsg) and prints what the agent would report. See docs/dryrun.md.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+
+use crate::config::{ConfigError, MonitorConfig, Plugin};
+use crate::engine::{Monitor, ProblemMetrics};
+use crate::source::LineFilter;
+use crate::source::capture::{CaptureError, CaptureParser, CapturedLine, Format, Origin};
+use crate::types::{ConditionStatus, Event, Severity};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum OutputFormat {
+    /// Aligned columns for people.
+    #[default]
+    Text,
+    /// One JSON object per line, stable keys (docs/dryrun.md).
+    Json,
+}
+
+/// When to exit 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum FailOn {
+    /// Exit 1 when any event or True condition would be reported.
+    Problem,
+    /// Always exit 0 when the run completed.
+    #[default]
+    Never,
+}
+
+/// Arguments of `dry-run`.
+#[derive(Debug, Clone, clap::Args, Default)]
+pub struct DryRunArgs {
+    /// Monitor config file (repeatable). Default: the embedded default rule sets.
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Exit 1 when a problem would be reported (`problem`), or never.
+    #[arg(long = "fail-on", value_enum, default_value_t = FailOn::Never)]
+    pub fail_on: FailOn,
+    /// Captured logs (`-` for stdin). Default: this machine's /dev/kmsg, up to now.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// What a completed run found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryRunOutcome {
+    /// Events that would be reported.
+    pub events: usize,
+    /// Conditions True at the end.
+    pub true_conditions: usize,
+    /// Lines that could not be placed.
+    pub unplaced: u64,
+    /// Exit code to use: 0, or 1 with `--fail-on=problem` and a problem found.
+    pub exit_code: i32,
+}
+
+/// Errors that stop a dry-run (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum DryRunError {
+    /// A monitor config did not load.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A config uses the custom plugin, which the dry-run cannot run yet.
+    #[error("{0}: plugin \"custom\" (custom plugin monitors) is not supported by the dry-run")]
+    CustomPlugin(PathBuf),
+    /// An input could not be read.
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    /// /dev/kmsg could not be read.
+    #[error("/dev/kmsg: {0}")]
+    Kmsg(std::io::Error),
+    /// Writing the report failed.
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl DryRunError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        2
+    }
+}
+
+/// Which lines a monitor sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Kernel,
+    Program(String),
+    AllPrograms,
+    All,
+}
+
+impl Route {
+    fn of(c: &MonitorConfig) -> Route {
+        match c.plugin {
+            Plugin::Kmsg => Route::Kernel,
+            Plugin::Filelog if c.log_path.contains("kern") => Route::Kernel,
+            Plugin::Filelog => Route::All,
+            Plugin::Journald => match c.plugin_config.get("source") {
+                Some(s) if s == "kernel" => Route::Kernel,
+                Some(s) if !s.is_empty() => Route::Program(s.clone()),
+                _ => Route::AllPrograms,
+            },
+        }
+    }
+
+    fn wants(&self, o: &Origin) -> bool {
+        match (self, o) {
+            (Route::All, _) => true,
+            (Route::Kernel, Origin::Kernel) => true,
+            (Route::Program(p), Origin::Program(q)) => p == q,
+            (Route::AllPrograms, Origin::Program(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+struct Runner {
+    monitor: Monitor,
+    route: Route,
+    filter: LineFilter,
+}
+
+/// Per-reason summary.
+#[derive(Debug, Clone)]
+struct ReasonSummary {
+    source: String,
+    count: u64,
+    first: Timestamp,
+    last: Timestamp,
+}
+
+/// Loads the monitor configs: the given files, or the embedded defaults.
+pub fn load_configs(paths: &[PathBuf]) -> Result<Vec<MonitorConfig>, DryRunError> {
+    let mut out = Vec::new();
+    if paths.is_empty() {
+        for (name, text) in crate::defaults::DEFAULT_MONITOR_CONFIGS {
+            let loaded = crate::config::parse_monitor_config(Path::new(name), text)?;
+            out.push(loaded.config);
+        }
+        return Ok(out);
+    }
+    for p in paths {
+        if is_custom_plugin(p) {
+            // Hook for the custom-plugin helper: run those configs here.
+            return Err(DryRunError::CustomPlugin(p.clone()));
+        }
+        out.push(crate::config::load_monitor_config(p)?.config);
+    }
+    Ok(out)
+}
+
+/// Whether a config file declares `"plugin": "custom"`.
+pub fn is_custom_plugin(p: &Path) -> bool {
+    crate::config::read_json(p)
+        .ok()
+        .and_then(|v| {
+            v.get("plugin")
+                .and_then(|x| x.as_str())
+                .map(|s| s == "custom")
+        })
+        .unwrap_or(false)
+}
+
+struct Report<'a> {
+    out: &'a mut dyn Write,
+    format: OutputFormat,
+    colour: bool,
+    events: usize,
+    summary: BTreeMap<String, ReasonSummary>,
+    relative: bool,
+    err: Option<std::io::Error>,
+}
+
+impl Report<'_> {
+    fn time(&self, t: Timestamp) -> String {
+        fmt_time(t, self.relative)
+    }
+
+    fn event(&mut self, source: &str, e: &Event) {
+        self.events += 1;
+        let s = self
+            .summary
+            .entry(e.reason.clone())
+            .or_insert_with(|| ReasonSummary {
+                source: source.to_string(),
+                count: 0,
+                first: e.timestamp,
+                last: e.timestamp,
+            });
+        s.count += 1;
+        s.first = s.first.min(e.timestamp);
+        s.last = s.last.max(e.timestamp);
+        let r = match self.format {
+            OutputFormat::Json => {
+                let v = serde_json::json!({
+                    "kind": "event",
+                    "time": e.timestamp.to_string(),
+                    "source": source,
+                    "severity": e.severity.event_type(),
+                    "reason": e.reason,
+                    "message": e.message,
+                });
+                writeln!(self.out, "{v}")
+            }
+            OutputFormat::Text => {
+                let sev = e.severity.event_type();
+                let sev = if self.colour {
+                    match e.severity {
+                        Severity::Warn => format!("\x1b[33m{sev:<7}\x1b[0m"),
+                        Severity::Info => format!("\x1b[32m{sev:<7}\x1b[0m"),
+                    }
+                } else {
+                    format!("{sev:<7}")
+                };
+                writeln!(
+                    self.out,
+                    "{:<27}  {:<18}  {}  {:<24}  {}",
+                    self.time(e.timestamp),
+                    source,
+                    sev,
+                    e.reason,
+                    one_line(&e.message)
+                )
+            }
+        };
+        if let Err(e) = r {
+            self.err.get_or_insert(e);
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace('\n', " \u{23ce} ")
+}
+
+/// Times before 1990 come from relative (since-boot) stamps of a foreign capture: print
+/// them as seconds since boot.
+fn fmt_time(t: Timestamp, relative: bool) -> String {
+    if relative && t < Timestamp::from_second(631_152_000).unwrap_or(Timestamp::UNIX_EPOCH) {
+        let us = t.as_microsecond();
+        format!("boot+{}.{:06}s", us / 1_000_000, us % 1_000_000)
+    } else {
+        t.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    }
+}
+
+/// The CLI entry point: runs on stdout, prints errors on stderr, returns the exit code.
+pub fn main(args: &DryRunArgs) -> std::process::ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let code = match run_with(args, &mut out, stdout_is_terminal()) {
+        Ok(o) => o.exit_code,
+        Err(e) => {
+            let _ = out.flush();
+            eprintln!("node-problem-detector dry-run: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::ExitCode::from(code as u8)
+}
+
+/// Whether stdout is a terminal.
+pub fn stdout_is_terminal() -> bool {
+    // SAFETY: isatty only inspects the descriptor number.
+    unsafe { libc::isatty(libc::STDOUT_FILENO) == 1 }
+}
+
+/// Runs the dry-run and writes the report to `out` (colour only when `out` is the real
+/// stdout and that is a terminal: pass `colour` through [`run_with`] to choose).
+pub fn run(args: &DryRunArgs, out: &mut dyn Write) -> Result<DryRunOutcome, DryRunError> {
+    run_with(args, out, false)
+}
+
+/// [`run`] with explicit colour (the CLI passes [`stdout_is_terminal`]).
+pub fn run_with(
+    args: &DryRunArgs,
+    out: &mut dyn Write,
+    colour: bool,
+) -> Result<DryRunOutcome, DryRunError> {
+    let configs = load_configs(&args.config)?;
+    // Check the inputs exist before printing anything, so a typo gives only the error.
+    for f in &args.files {
+        if f.as_os_str() != "-"
+            && let Err(source) = std::fs::metadata(f)
+        {
+            return Err(DryRunError::Capture(CaptureError::Io {
+                path: f.display().to_string(),
+                source,
+            }));
+        }
+    }
+    let start = Timestamp::UNIX_EPOCH;
+    let mut runners = Vec::with_capacity(configs.len());
+    for c in &configs {
+        runners.push(Runner {
+            monitor: Monitor::new(c, start)?,
+            route: Route::of(c),
+            filter: LineFilter::captured(c),
+        });
+    }
+    let mut metrics = ProblemMetrics::default();
+    for r in &runners {
+        r.monitor.init_metrics(&mut metrics);
+    }
+    let mut report = Report {
+        out,
+        format: args.output,
+        colour: colour && args.output == OutputFormat::Text,
+        events: 0,
+        summary: BTreeMap::new(),
+        relative: !args.files.is_empty(),
+        err: None,
+    };
+    if report.format == OutputFormat::Text {
+        writeln!(
+            report.out,
+            "{:<27}  {:<18}  {:<7}  {:<24}  MESSAGE",
+            "TIME", "SOURCE", "TYPE", "REASON"
+        )?;
+    }
+    let mut routed: u64 = 0;
+    let mut by_origin: BTreeMap<String, u64> = BTreeMap::new();
+    let mut handle = |c: CapturedLine, report: &mut Report<'_>| {
+        // No allocation per line: the origin's key exists after its first line.
+        match by_origin.get_mut(c.origin.as_str()) {
+            Some(n) => *n += 1,
+            None => {
+                by_origin.insert(c.origin.as_str().to_string(), 1);
+            }
+        }
+        let mut any = false;
+        for r in runners.iter_mut() {
+            if !r.route.wants(&c.origin) || r.filter.skipped(&c.line.message) {
+                continue;
+            }
+            any = true;
+            for st in r.monitor.process(&c.line, &mut metrics) {
+                for e in &st.events {
+                    report.event(&st.source, e);
+                }
+            }
+        }
+        if any {
+            routed += 1;
+        }
+    };
+    let now = Timestamp::now();
+    let mut stats = if args.files.is_empty() {
+        let boot = crate::source::boot_time();
+        let mut parser = CaptureParser::new(boot, now);
+        read_live_kmsg(&mut parser, &mut |c| handle(c, &mut report))?;
+        parser.stats
+    } else {
+        let mut parser = CaptureParser::new(Timestamp::UNIX_EPOCH, now);
+        for f in &args.files {
+            parser.read_path(f, &mut |c| handle(c, &mut report))?;
+        }
+        parser.stats
+    };
+    if let Some(e) = report.err.take() {
+        return Err(DryRunError::Output(e));
+    }
+    // Final conditions.
+    let mut true_conditions = 0;
+    let all = || {
+        runners.iter().flat_map(|r| {
+            r.monitor
+                .conditions()
+                .iter()
+                .map(|c| (r.monitor.source(), c))
+        })
+    };
+    let ws = all().map(|(s, _)| s.len()).max().unwrap_or(0).max(6);
+    let wt = all().map(|(_, c)| c.type_.len()).max().unwrap_or(0).max(4);
+    let wr = all().map(|(_, c)| c.reason.len()).max().unwrap_or(0).max(6);
+    if report.format == OutputFormat::Text {
+        writeln!(report.out, "\nCONDITIONS (final state)")?;
+        writeln!(
+            report.out,
+            "{:<ws$}  {:<wt$}  {:<7}  {:<27}  {:<wr$}  MESSAGE",
+            "SOURCE", "TYPE", "STATUS", "SINCE", "REASON"
+        )?;
+    }
+    for r in &runners {
+        for c in r.monitor.conditions() {
+            if c.status == ConditionStatus::True {
+                true_conditions += 1;
+            }
+            match report.format {
+                OutputFormat::Json => {
+                    let v = serde_json::json!({
+                        "kind": "condition",
+                        "source": r.monitor.source(),
+                        "type": c.type_,
+                        "status": c.status.as_str(),
+                        // null: never changed during the run (still the initial default).
+                        "transition": (c.transition != start).then(|| c.transition.to_string()),
+                        "reason": c.reason,
+                        "message": c.message,
+                    });
+                    writeln!(report.out, "{v}")?;
+                }
+                OutputFormat::Text => {
+                    let status = if report.colour && c.status == ConditionStatus::True {
+                        format!("\x1b[31m{:<7}\x1b[0m", "True")
+                    } else {
+                        format!("{:<7}", c.status.as_str())
+                    };
+                    let since = if c.transition == start {
+                        "-".to_string()
+                    } else {
+                        report.time(c.transition)
+                    };
+                    writeln!(
+                        report.out,
+                        "{:<ws$}  {:<wt$}  {}  {:<27}  {:<wr$}  {}",
+                        r.monitor.source(),
+                        c.type_,
+                        status,
+                        since,
+                        c.reason,
+                        one_line(&c.message)
+                    )?;
+                }
+            }
+        }
+    }
+    // Summary per reason.
+    let wr = report
+        .summary
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let ws = report
+        .summary
+        .values()
+        .map(|s| s.source.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    if report.format == OutputFormat::Text {
+        writeln!(report.out, "\nSUMMARY (events per reason)")?;
+        writeln!(
+            report.out,
+            "{:<wr$}  {:<ws$}  {:>7}  {:<27}  LAST",
+            "REASON", "SOURCE", "COUNT", "FIRST"
+        )?;
+        if report.summary.is_empty() {
+            writeln!(report.out, "(no events)")?;
+        }
+    }
+    let summary = std::mem::take(&mut report.summary);
+    for (reason, s) in &summary {
+        match report.format {
+            OutputFormat::Json => {
+                let v = serde_json::json!({
+                    "kind": "summary",
+                    "reason": reason,
+                    "source": s.source,
+                    "count": s.count,
+                    "first": s.first.to_string(),
+                    "last": s.last.to_string(),
+                });
+                writeln!(report.out, "{v}")?;
+            }
+            OutputFormat::Text => writeln!(
+                report.out,
+                "{:<wr$}  {:<ws$}  {:>7}  {:<27}  {}",
+                reason,
+                s.source,
+                s.count,
+                report.time(s.first),
+                report.time(s.last)
+            )?,
+        }
+    }
+    // Input counts.
+    let parsed: BTreeMap<&str, u64> = stats
+        .parsed
+        .iter()
+        .map(|(f, n): (&Format, &u64)| (f.as_str(), *n))
+        .collect();
+    let read = stats.total_parsed();
+    match report.format {
+        OutputFormat::Json => {
+            let v = serde_json::json!({
+                "kind": "input",
+                "lines_parsed": read,
+                "lines_routed": routed,
+                "lines_unplaced": stats.unplaced,
+                "lines_ignored": stats.ignored,
+                "lines_truncated": stats.truncated,
+                "by_format": parsed,
+                "by_origin": by_origin,
+            });
+            writeln!(report.out, "{v}")?;
+        }
+        OutputFormat::Text => {
+            writeln!(report.out, "\nINPUT")?;
+            let fmts: Vec<String> = parsed.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            writeln!(
+                report.out,
+                "lines parsed {read} ({}), routed to a monitor {routed}, unplaced {}, ignored {}, truncated {}",
+                if fmts.is_empty() {
+                    "none".to_string()
+                } else {
+                    fmts.join(", ")
+                },
+                stats.unplaced,
+                stats.ignored,
+                stats.truncated
+            )?;
+            for ex in stats.unplaced_examples.drain(..) {
+                writeln!(report.out, "  unplaced: {ex}")?;
+            }
+        }
+    }
+    report.out.flush()?;
+    let problem = report.events > 0 || true_conditions > 0;
+    Ok(DryRunOutcome {
+        events: report.events,
+        true_conditions,
+        unplaced: stats.unplaced,
+        exit_code: if args.fail_on == FailOn::Problem && problem {
+            1
+        } else {
+            0
+        },
+    })
+}
+
+/// Reads /dev/kmsg from the oldest record still held until caught up (EAGAIN).
+fn read_live_kmsg(
+    parser: &mut CaptureParser,
+    f: &mut dyn FnMut(CapturedLine),
+) -> Result<(), DryRunError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .map_err(DryRunError::Kmsg)?;
+    // One record per read; records are at most about 8 KiB (with continuation lines).
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let rec = buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]);
+                for l in rec.split(|&b| b == b'\n') {
+                    parser.feed_line(l, f);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            // EPIPE: records were overwritten before we read them; go on with the next.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(DryRunError::Kmsg(e)),
+        }
+    }
+    parser.finish(f);
+    Ok(())
 }

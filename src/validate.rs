@@ -1,8 +1,231 @@
-//! Placeholder until the validator lands.
-/// Validate arguments.
-#[derive(Debug, clap::Args)]
-pub struct ValidateArgs {}
-/// Runs the validator.
-pub fn main(_args: &ValidateArgs) -> std::process::ExitCode {
-    std::process::ExitCode::from(2)
+//! `node-problem-detector validate`: checks monitor configs without running anything.
+//! See docs/dryrun.md.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::config::{MonitorConfig, RuleKind};
+use crate::engine::pattern;
+
+/// Arguments of `validate`.
+#[derive(Debug, Clone, clap::Args, Default)]
+pub struct ValidateArgs {
+    /// Monitor config files to check.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// The CLI entry point: prints findings on stdout, returns the exit code (2 when the
+/// report cannot be written).
+pub fn main(args: &ValidateArgs) -> std::process::ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match run(args, &mut out) {
+        Ok(o) => std::process::ExitCode::from(o.exit_code() as u8),
+        Err(e) => {
+            eprintln!("node-problem-detector validate: writing output: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// How a check went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ValidateOutcome {
+    /// Errors found (the config would not load or a rule cannot work).
+    pub errors: usize,
+    /// Warnings found.
+    pub warnings: usize,
+}
+
+impl ValidateOutcome {
+    /// 1 when there were errors, else 0.
+    pub fn exit_code(&self) -> i32 {
+        i32::from(self.errors > 0)
+    }
+}
+
+/// Checks every file and prints one line per finding:
+/// `path: rule 3 (reason "X"): warning: ...` or `path: error: ...`.
+pub fn run(args: &ValidateArgs, out: &mut dyn Write) -> std::io::Result<ValidateOutcome> {
+    let mut total = ValidateOutcome::default();
+    for path in &args.files {
+        let p = path.display().to_string();
+        if crate::dryrun::is_custom_plugin(path) {
+            // Custom plugin configs: the custom loader's errors and warnings.
+            match crate::custom::load_custom_config(path) {
+                Err(e) => {
+                    writeln!(out, "{e}")?;
+                    writeln!(out, "{p}: error: the config does not load")?;
+                    total.errors += 1;
+                }
+                Ok(loaded) => {
+                    for w in &loaded.warnings {
+                        writeln!(out, "{}: warning: {}", w.path.display(), w.message)?;
+                        total.warnings += 1;
+                    }
+                    if loaded.warnings.is_empty() {
+                        writeln!(out, "{p}: ok (custom plugin)")?;
+                    }
+                }
+            }
+            continue;
+        }
+        match crate::config::load_monitor_config(path) {
+            Err(e) => {
+                writeln!(out, "{e}")?;
+                writeln!(out, "{p}: error: the config does not load")?;
+                total.errors += 1;
+            }
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    writeln!(out, "{}: warning: {}", w.path.display(), w.message)?;
+                    total.warnings += 1;
+                }
+                let findings = check(&loaded.config);
+                for f in &findings {
+                    writeln!(out, "{p}: {f}")?;
+                }
+                total.errors += findings.iter().filter(|f| f.error).count();
+                total.warnings += findings.iter().filter(|f| !f.error).count();
+                if findings.is_empty() && loaded.warnings.is_empty() {
+                    writeln!(
+                        out,
+                        "{p}: ok ({} rules, {} conditions)",
+                        loaded.config.rules.len(),
+                        loaded.config.conditions.len()
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// One finding about a loaded config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// 0-based rule index, when about a rule.
+    pub rule: Option<(usize, String)>,
+    /// Error (the rule cannot work) or warning.
+    pub error: bool,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some((i, reason)) = &self.rule {
+            write!(f, "rule {i} (reason {reason:?}): ")?;
+        }
+        let level = if self.error { "error" } else { "warning" };
+        write!(f, "{level}: {}", self.message)
+    }
+}
+
+/// The checks beyond the loader's: rules that can never fire or will surprise.
+pub fn check(c: &MonitorConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let declared: Vec<&str> = c.conditions.iter().map(|x| x.type_.as_str()).collect();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, r) in c.rules.iter().enumerate() {
+        let mut push = |error: bool, message: String| {
+            out.push(Finding {
+                rule: Some((i, r.reason.clone())),
+                error,
+                message,
+            })
+        };
+        match pattern::analyse(&r.pattern) {
+            Err(e) => push(true, format!("pattern {:?}: {e}", r.pattern)),
+            Ok(info) => {
+                if info.matches_empty {
+                    push(
+                        true,
+                        format!(
+                            "pattern {:?} matches the empty string, so it matches every line",
+                            r.pattern
+                        ),
+                    );
+                }
+                if info.can_match_newline && c.buffer_size == 1 {
+                    push(
+                        false,
+                        format!(
+                            "pattern {:?} can match across lines but bufferSize is 1, so only one line is ever seen",
+                            r.pattern
+                        ),
+                    );
+                }
+                if info.anchors_buffer_start {
+                    push(
+                        false,
+                        format!(
+                            "pattern {:?} uses ^ or \\A, which anchors to the start of the whole buffer of {} lines, not of a line; use (?m)^ for line starts",
+                            r.pattern, c.buffer_size
+                        ),
+                    );
+                }
+                if info.top_level_alternation {
+                    push(
+                        false,
+                        format!(
+                            "pattern {:?} has a top-level alternation: upstream anchors only the last branch to the end of the buffer, this agent anchors every branch; group it as (a|b) to mean the same in both",
+                            r.pattern
+                        ),
+                    );
+                }
+            }
+        }
+        if matches!(r.kind, RuleKind::Permanent | RuleKind::Recovery) {
+            if r.condition.is_empty() {
+                push(
+                    true,
+                    "a permanent or recovery rule needs a condition".into(),
+                );
+            } else if !declared.contains(&r.condition.as_str()) {
+                push(
+                    true,
+                    format!("condition {:?} is not declared in conditions", r.condition),
+                );
+            }
+        }
+        if r.min_occurrences > 1 && r.window.is_none() {
+            push(true, "minOccurrences needs a window".into());
+        }
+        if r.window.is_some() && r.min_occurrences <= 1 {
+            push(
+                false,
+                "window has no effect without minOccurrences > 1".into(),
+            );
+        }
+        if r.window.is_some_and(|w| w.is_zero()) {
+            push(true, "window must be longer than 0".into());
+        }
+        if r.kind == RuleKind::Recovery && r.severity.is_some() {
+            push(false, "severity has no effect on a recovery rule".into());
+        }
+        if let Some(j) = seen.get(r.pattern.as_str()) {
+            push(
+                false,
+                format!("same pattern as rule {j} ({:?})", c.rules[*j].reason),
+            );
+        } else {
+            seen.insert(&r.pattern, i);
+        }
+    }
+    for cond in &c.conditions {
+        if cond.recover_after.is_some_and(|d| d.is_zero()) {
+            out.push(Finding {
+                rule: None,
+                error: true,
+                message: format!(
+                    "condition {:?}: recoverAfter must be longer than 0",
+                    cond.type_
+                ),
+            });
+        }
+    }
+    out
 }

@@ -1,0 +1,140 @@
+//! The rule-set validator on real configs: the shipped defaults, upstream's configs, and
+//! configs with each kind of mistake.
+
+use std::path::{Path, PathBuf};
+
+use npd::validate::{ValidateArgs, run};
+
+fn check(files: Vec<PathBuf>) -> (String, npd::validate::ValidateOutcome) {
+    let mut out = Vec::new();
+    let o = run(&ValidateArgs { files }, &mut out).unwrap();
+    (String::from_utf8(out).unwrap(), o)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn shipped_configs_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let files: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert!(!files.is_empty());
+    let (text, o) = check(files);
+    assert_eq!(o.errors, 0, "{text}");
+    assert_eq!(o.exit_code(), 0);
+}
+
+#[test]
+fn each_mistake_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "bad.json",
+        r#"{
+  "plugin": "kmsg",
+  "source": "m",
+  "bufferSize": 1,
+  "conditions": [{"type": "A", "reason": "AOk", "message": "fine"}],
+  "rules": [
+    {"type": "temporary", "reason": "Empty", "pattern": ".*"},
+    {"type": "temporary", "reason": "Multi", "pattern": "first\nsecond"},
+    {"type": "temporary", "reason": "Anchored", "pattern": "^start"},
+    {"type": "temporary", "reason": "Alt", "pattern": "foo|bar"},
+    {"type": "temporary", "reason": "Dup", "pattern": "foo|bar"},
+    {"type": "recovery", "condition": "A", "reason": "Back", "pattern": "ok now"}
+  ]
+}"#,
+    );
+    let (text, o) = check(vec![p.clone()]);
+    let path = p.display().to_string();
+    let has = |needle: &str| {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&path) && l.contains(needle)),
+            "missing {needle:?} in:\n{text}"
+        )
+    };
+    has("rule 0 (reason \"Empty\"): error: pattern \".*\" matches the empty string");
+    has(
+        "rule 1 (reason \"Multi\"): warning: pattern \"first\\nsecond\" can match across lines but bufferSize is 1",
+    );
+    has("rule 2 (reason \"Anchored\"): warning: pattern \"^start\" uses ^");
+    has("rule 3 (reason \"Alt\"): warning: pattern \"foo|bar\" has a top-level alternation");
+    has("rule 4 (reason \"Dup\"): warning: same pattern as rule 3");
+    assert!(o.errors >= 1);
+    assert_eq!(o.exit_code(), 1);
+}
+
+#[test]
+fn undeclared_condition_and_bad_extension_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let undeclared = write(
+        dir.path(),
+        "undeclared.json",
+        r#"{"plugin": "kmsg", "source": "m", "conditions": [],
+  "rules": [{"type": "permanent", "condition": "Nope", "reason": "R", "pattern": "x"}]}"#,
+    );
+    let (text, o) = check(vec![undeclared]);
+    assert!(text.contains("Nope"), "{text}");
+    assert_eq!(o.exit_code(), 1, "{text}");
+
+    let bad_window = write(
+        dir.path(),
+        "window.json",
+        r#"{"plugin": "kmsg", "source": "m", "conditions": [],
+  "rules": [{"type": "temporary", "reason": "R", "pattern": "x", "minOccurrences": 3, "window": "soon"}]}"#,
+    );
+    let (text, o) = check(vec![bad_window]);
+    assert!(text.contains("window"), "{text}");
+    assert_eq!(o.exit_code(), 1);
+
+    let bad_sev = write(
+        dir.path(),
+        "sev.json",
+        r#"{"plugin": "kmsg", "source": "m", "conditions": [],
+  "rules": [{"type": "temporary", "reason": "R", "pattern": "x", "severity": "loud"}]}"#,
+    );
+    let (text, o) = check(vec![bad_sev]);
+    assert!(text.contains("severity"), "{text}");
+    assert_eq!(o.exit_code(), 1);
+
+    let good = write(
+        dir.path(),
+        "good.json",
+        r#"{"plugin": "kmsg", "source": "m",
+  "conditions": [{"type": "A", "reason": "AOk", "message": "fine", "recoverAfter": "10m"}],
+  "rules": [
+    {"type": "permanent", "condition": "A", "reason": "ABad", "pattern": "bad thing"},
+    {"type": "recovery", "condition": "A", "reason": "AGood", "pattern": "good thing"},
+    {"type": "temporary", "reason": "Flap", "pattern": "flap", "severity": "info", "minOccurrences": 5, "window": "20m"}
+  ]}"#,
+    );
+    let (text, o) = check(vec![good]);
+    assert_eq!(o.errors, 0, "{text}");
+    assert_eq!(o.warnings, 0, "{text}");
+    assert!(text.contains("ok (3 rules, 1 conditions)"), "{text}");
+}
+
+#[test]
+fn load_errors_and_unknown_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = write(dir.path(), "broken.json", "{\"plugin\": ");
+    let unknown = write(
+        dir.path(),
+        "unknown.json",
+        r#"{"plugin": "kmsg", "source": "m", "bogusKey": 1, "conditions": [], "rules": []}"#,
+    );
+    let (text, o) = check(vec![broken, unknown]);
+    assert!(text.contains("broken.json"), "{text}");
+    assert!(text.contains("bogusKey"), "{text}");
+    assert_eq!(o.errors, 1, "{text}");
+    assert!(o.warnings >= 1, "{text}");
+    assert_eq!(o.exit_code(), 1);
+}
