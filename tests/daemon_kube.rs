@@ -16,7 +16,11 @@ use support::daemon::{Daemon, wait_for};
 const NODE: &str = "node-e2e";
 
 fn start_server() -> (tokio::runtime::Runtime, ApiServer) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let server = rt.block_on(ApiServer::start());
     server.add_node(NODE);
     (rt, server)
@@ -24,13 +28,20 @@ fn start_server() -> (tokio::runtime::Runtime, ApiServer) {
 
 fn append(path: &Path, msg: &str) {
     let stamp = jiff::Zoned::now().strftime("%b %e %H:%M:%S").to_string();
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     writeln!(f, "{stamp} {NODE} kernel: [  100.000000] {msg}").unwrap();
 }
 
 fn status_of(server: &ApiServer, t: &str) -> Option<(String, String)> {
     let c = server.condition(NODE, t)?;
-    Some((c["status"].as_str()?.to_string(), c["reason"].as_str()?.to_string()))
+    Some((
+        c["status"].as_str()?.to_string(),
+        c["reason"].as_str()?.to_string(),
+    ))
 }
 
 fn wait_status(server: &ApiServer, d: &Daemon, t: &str, want: (&str, &str)) {
@@ -83,7 +94,10 @@ fn log_conditions_go_true_and_recover_on_the_node() {
 
     append(&log, "e1000e 0000:00:1f.6 eth0: Link is Down");
     wait_status(&server, &d, "NicLinkDown", ("True", "NicLinkDown"));
-    append(&log, "e1000e 0000:00:1f.6 eth0: Link is Up 1000 Mbps Full Duplex, Flow Control: None");
+    append(
+        &log,
+        "e1000e 0000:00:1f.6 eth0: Link is Up 1000 Mbps Full Duplex, Flow Control: None",
+    );
     wait_status(&server, &d, "NicLinkDown", ("False", "NicLinkUp"));
     let c = server.condition(NODE, "NicLinkDown").unwrap();
     assert_eq!(
@@ -99,24 +113,42 @@ fn log_conditions_go_true_and_recover_on_the_node() {
     // Severity info gives a Normal event.
     append(&log, "Killed process 77 (x) total-vm:1kB");
     let ev = wait_for(Duration::from_secs(15), || {
-        server.events().into_iter().find(|e| e["reason"] == "OOMKilling")
+        server
+            .events()
+            .into_iter()
+            .find(|e| e["reason"] == "OOMKilling")
     });
-    let ev = ev.unwrap_or_else(|| panic!("no OOMKilling event: {:?}\n{}", server.events(), d.log()));
+    let ev =
+        ev.unwrap_or_else(|| panic!("no OOMKilling event: {:?}\n{}", server.events(), d.log()));
     assert_eq!(ev["type"], "Normal");
     assert_eq!(ev["source"]["component"], "nic-monitor");
     assert_eq!(ev["involvedObject"]["kind"], "Node");
     let events = server.events();
-    let msgs: Vec<&str> = events.iter().filter_map(|e| e["message"].as_str()).collect();
+    let msgs: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
     assert!(
         msgs.contains(&"Node condition NicLinkDown is now: False, reason: NicLinkUp, message: \"e1000e 0000:00:1f.6 eth0: Link is Up 1000 Mbps Full Duplex, Flow Control: None\""),
         "{msgs:#?}"
     );
-    assert!(msgs.contains(&"Node condition DiskFlaky is now: False, reason: DiskOk, message: \"disk ok\""), "{msgs:#?}");
+    assert!(
+        msgs.contains(
+            &"Node condition DiskFlaky is now: False, reason: DiskOk, message: \"disk ok\""
+        ),
+        "{msgs:#?}"
+    );
 
     // Conditions owned by others are untouched.
-    assert_eq!(status_of(&server, "Ready").map(|x| x.0), Some("True".to_string()));
+    assert_eq!(
+        status_of(&server, "Ready").map(|x| x.0),
+        Some("True".to_string())
+    );
     let m = d.metrics();
-    assert!(m.contains("problem_gauge{reason=\"DiskTimeout\",type=\"DiskFlaky\"} 0"), "{m}");
+    assert!(
+        m.contains("problem_gauge{reason=\"DiskTimeout\",type=\"DiskFlaky\"} 0"),
+        "{m}"
+    );
     assert!(m.contains("npd_condition_patches_total"), "{m}");
 
     d.signal(libc::SIGTERM);
@@ -161,7 +193,10 @@ fn custom_plugin_condition_follows_script_result() {
     );
     d.wait_up();
     wait_status(&server, &d, "NTPProblem", ("True", "NTPIsDown"));
-    assert_eq!(server.condition(NODE, "NTPProblem").unwrap()["message"], "ntp is not synchronised");
+    assert_eq!(
+        server.condition(NODE, "NTPProblem").unwrap()["message"],
+        "ntp is not synchronised"
+    );
     std::fs::write(&state, "0").unwrap();
     wait_status(&server, &d, "NTPProblem", ("False", "NTPIsUp"));
     let (_, health) = support::daemon::http_get(d.port, "/healthz").unwrap();

@@ -153,6 +153,9 @@ fn conditions_json(shared: &Shared) -> String {
     serde_json::Value::Array(out).to_string()
 }
 
+/// (name, type, help, getter) of a per-source metric.
+type SourceMetric = (&'static str, &'static str, &'static str, fn(&crate::source::SourceStats) -> u64);
+
 /// Escapes a Prometheus label value.
 pub fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -200,7 +203,7 @@ pub fn render_metrics(shared: &Shared) -> String {
     }
 
     let monitors = shared.monitors();
-    let per_source: [(&str, &str, &str, fn(&crate::source::SourceStats) -> u64); 6] = [
+    let per_source: [SourceMetric; 6] = [
         (
             "npd_source_lines_read_total",
             "counter",
