@@ -69,9 +69,14 @@ pub enum DryRunError {
     /// A monitor config did not load.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A config uses the custom plugin, which the dry-run cannot run yet.
-    #[error("{0}: plugin \"custom\" (custom plugin monitors) is not supported by the dry-run")]
+    /// Custom plugin configs mixed with log monitor configs or log files.
+    #[error(
+        "{0}: a custom plugin config runs its checks once and reads no logs: pass custom plugin configs alone, without log monitor configs or files"
+    )]
     CustomPlugin(PathBuf),
+    /// A custom plugin config did not load.
+    #[error(transparent)]
+    Custom(#[from] crate::custom::runner::CustomError),
     /// An input could not be read.
     #[error(transparent)]
     Capture(#[from] CaptureError),
@@ -151,8 +156,8 @@ pub fn load_configs(paths: &[PathBuf]) -> Result<Vec<MonitorConfig>, DryRunError
     }
     for p in paths {
         if is_custom_plugin(p) {
-            // Hook for the custom-plugin helper: run those configs here.
-            return Err(DryRunError::CustomPlugin(p.clone()));
+            // Run separately by `run_custom`.
+            continue;
         }
         out.push(crate::config::load_monitor_config(p)?.config);
     }
@@ -287,6 +292,13 @@ pub fn run_with(
     out: &mut dyn Write,
     colour: bool,
 ) -> Result<DryRunOutcome, DryRunError> {
+    let custom: Vec<&PathBuf> = args.config.iter().filter(|p| is_custom_plugin(p)).collect();
+    if !custom.is_empty() {
+        if custom.len() != args.config.len() || !args.files.is_empty() {
+            return Err(DryRunError::CustomPlugin(custom[0].clone()));
+        }
+        return run_custom(&custom, args, out);
+    }
     let configs = load_configs(&args.config)?;
     // Check the inputs exist before printing anything, so a typo gives only the error.
     for f in &args.files {
@@ -573,4 +585,105 @@ fn read_live_kmsg(
     }
     parser.finish(f);
     Ok(())
+}
+
+/// Dry-run of custom plugin configs: runs every rule once, as the daemon's first round
+/// would, and prints the events and final conditions it would report.
+fn run_custom(
+    paths: &[&PathBuf],
+    args: &DryRunArgs,
+    out: &mut dyn Write,
+) -> Result<DryRunOutcome, DryRunError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DryRunError::Output)?;
+    let mut events = 0usize;
+    let mut true_conditions = 0usize;
+    for p in paths {
+        let loaded = crate::custom::CustomPluginMonitor::load(p)?;
+        for w in &loaded.warnings {
+            eprintln!("warning: {w}");
+        }
+        let config = loaded.config.config().clone();
+        let (statuses, rules) = runtime.block_on(crate::custom::runner::run_once_detailed(config));
+        for r in &rules {
+            let v = serde_json::json!({
+                "kind": "plugin",
+                "config": p.display().to_string(),
+                "rule": r.reason,
+                "kind_of_rule": r.kind,
+                "result": format!("{:?}", r.result.status),
+                "message": r.result.message,
+                "timed_out": r.result.timed_out,
+                "millis": r.elapsed_ms as u64,
+            });
+            match args.output {
+                OutputFormat::Json => writeln!(out, "{v}")?,
+                OutputFormat::Text => writeln!(
+                    out,
+                    "plugin {:<24} {:<8} {:>6}ms  {}",
+                    r.reason,
+                    format!("{:?}", r.result.status),
+                    r.elapsed_ms,
+                    one_line(&r.result.message)
+                )?,
+            }
+        }
+        let mut last_conditions = Vec::new();
+        for st in &statuses {
+            for e in &st.events {
+                events += 1;
+                match args.output {
+                    OutputFormat::Json => writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({"kind": "event", "time": e.timestamp.to_string(), "source": st.source,
+                            "severity": e.severity.event_type(), "reason": e.reason, "message": e.message})
+                    )?,
+                    OutputFormat::Text => writeln!(
+                        out,
+                        "event  {:<18} {:<7}  {:<24}  {}",
+                        st.source,
+                        e.severity.event_type(),
+                        e.reason,
+                        one_line(&e.message)
+                    )?,
+                }
+            }
+            last_conditions = st.conditions.clone();
+        }
+        for c in &last_conditions {
+            if c.status == ConditionStatus::True {
+                true_conditions += 1;
+            }
+            match args.output {
+                OutputFormat::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"kind": "condition", "source": loaded.config.config().source, "type": c.type_,
+                        "status": c.status.as_str(), "reason": c.reason, "message": c.message})
+                )?,
+                OutputFormat::Text => writeln!(
+                    out,
+                    "condition {:<24} {:<7}  {:<24}  {}",
+                    c.type_,
+                    c.status.as_str(),
+                    c.reason,
+                    one_line(&c.message)
+                )?,
+            }
+        }
+    }
+    let problem = events > 0 || true_conditions > 0;
+    Ok(DryRunOutcome {
+        events,
+        true_conditions,
+        unplaced: 0,
+        exit_code: if args.fail_on == FailOn::Problem && problem {
+            1
+        } else {
+            0
+        },
+    })
 }

@@ -154,7 +154,12 @@ fn conditions_json(shared: &Shared) -> String {
 }
 
 /// (name, type, help, getter) of a per-source metric.
-type SourceMetric = (&'static str, &'static str, &'static str, fn(&crate::source::SourceStats) -> u64);
+type SourceMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&crate::source::SourceStats) -> u64,
+);
 
 /// Escapes a Prometheus label value.
 pub fn escape_label(v: &str) -> String {
