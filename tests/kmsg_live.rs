@@ -11,17 +11,17 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use kmsg_support::{KmsgGuard, KmsgWriter, unique_marker};
+use npd::source::LineReceiver;
 use npd::source::kmsg::KmsgSource;
 use npd::source::{LineFilter, LineSink, LogSource, SourceStats, StopSignal};
 use npd::types::LogLine;
-use tokio::sync::mpsc::Receiver;
 
 /// Generous bound for "arrives within" checks (not a speed assertion).
 const ARRIVES_WITHIN: Duration = Duration::from_secs(30);
 
 struct Running {
     stop: Arc<StopSignal>,
-    rx: Option<Receiver<LogLine>>,
+    rx: Option<LineReceiver>,
     stats: Arc<SourceStats>,
     done: std::sync::mpsc::Receiver<bool>,
     rt: tokio::runtime::Runtime,

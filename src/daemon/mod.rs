@@ -148,7 +148,7 @@ fn instant_of(t: Timestamp) -> tokio::time::Instant {
 
 async fn monitor_task(
     mut monitor: Monitor,
-    mut rx: mpsc::Receiver<LogLine>,
+    mut rx: crate::source::LineReceiver,
     mut control: mpsc::Receiver<Control>,
     shared: Arc<Shared>,
     key: String,

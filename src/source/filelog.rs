@@ -563,6 +563,8 @@ impl<'a> Tail<'a> {
 
     /// Blocks until an inotify event, the stop signal or the safety re-check.
     fn wait(&mut self) {
+        // Hand over what is queued before blocking, so a quiet log adds no latency.
+        self.sink.flush();
         let mut fds = [
             libc::pollfd {
                 fd: self.inotify.as_raw_fd(),

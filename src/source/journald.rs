@@ -476,6 +476,8 @@ impl DirWatch {
 
     /// Waits for an event, the stop signal or the timeout. True when stopped.
     fn wait(&self, sink: &LineSink, timeout: Duration) -> bool {
+        // Hand over what is queued before blocking, so a quiet journal adds no latency.
+        sink.flush();
         let mut fds = [
             libc::pollfd {
                 fd: self.fd.as_raw_fd(),
@@ -579,7 +581,7 @@ impl LogSource for JournaldSource {
                             tracing::warn!(error = %e, failures, "journal read failed; retrying");
                         }
                         let backoff = Duration::from_millis(200u64 << failures.min(6));
-                        if sink.stop.sleep(backoff) {
+                        if sink.sleep(backoff) {
                             return Ok(());
                         }
                         continue;
@@ -608,7 +610,7 @@ impl JournaldSource {
                     Err(e) => sink.stats.set_dead(Some(e.to_string())),
                 }
             }
-            if sink.stop.sleep(SAFETY_RECHECK / 5) {
+            if sink.sleep(SAFETY_RECHECK / 5) {
                 return Ok(());
             }
         }

@@ -310,6 +310,10 @@ impl Reader<'_> {
 /// Waits until `file` is readable or the stop signal fires, without a timeout.
 /// Ok(false) means stop.
 fn wait_readable(file: &File, sink: &LineSink) -> std::io::Result<bool> {
+    // Hand over what is queued before blocking, so a quiet log adds no latency.
+    if !sink.flush() {
+        return Ok(false);
+    }
     let mut fds = [
         libc::pollfd {
             fd: file.as_raw_fd(),
@@ -373,7 +377,7 @@ impl LogSource for KmsgSource {
             tracing::warn!(source = %self.name(), error = %reason, retry_in = ?backoff, "kmsg source failed, reopening");
             sink.stats.set_dead(Some(reason));
             reader.dead = true;
-            if sink.stop.sleep(backoff) {
+            if sink.sleep(backoff) {
                 return Ok(());
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);

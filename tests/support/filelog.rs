@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use npd::config::{MonitorConfig, parse_monitor_config};
+use npd::source::LineReceiver;
 use npd::source::filelog::FilelogSource;
 use npd::source::{LineFilter, LineSink, LogSource, SourceStats, StopSignal, boot_time};
 use npd::types::LogLine;
-use tokio::sync::mpsc::Receiver;
 
 /// How long "arrives" may take before a test fails. Generous: the machine is shared.
 pub const ARRIVE: Duration = Duration::from_secs(10);
@@ -75,7 +75,7 @@ pub struct Harness {
     /// The source's counters.
     pub stats: Arc<SourceStats>,
     stop: Arc<StopSignal>,
-    rx: Receiver<LogLine>,
+    rx: LineReceiver,
     rt: tokio::runtime::Runtime,
     thread: Option<JoinHandle<()>>,
 }
