@@ -62,7 +62,14 @@ pub(crate) fn spawn(
     let running = Arc::new(Mutex::new(running));
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        // Only changes matter. Opens and reads (our own re-reads of the configs, a
+        // source reading a log in the same directory) would otherwise loop forever.
+        if let Ok(ev) = res
+            && !matches!(
+                ev.kind,
+                notify::EventKind::Access(_) | notify::EventKind::Other
+            )
+        {
             // Full channel: a reload is already pending, which will see this change too.
             let _ = tx.try_send(());
         }

@@ -96,8 +96,8 @@ pub enum Translated {
 /// capture group is the message.
 #[derive(Debug, Clone)]
 pub struct Translator {
-    timestamp: Regex,
-    message: Regex,
+    timestamp: GroupExtractor,
+    message: GroupExtractor,
     layout: GoLayout,
     tz: TimeZone,
 }
@@ -125,8 +125,8 @@ impl Translator {
                 message: e.to_string(),
             })
         };
-        let timestamp = regex("timestamp")?;
-        let message = regex("message")?;
+        let timestamp = GroupExtractor::new(regex("timestamp")?);
+        let message = GroupExtractor::new(regex("message")?);
         let layout =
             GoLayout::new(get("timestampFormat")?).map_err(|source| FilelogError::Layout {
                 path: path.clone(),
@@ -150,7 +150,7 @@ impl Translator {
     /// checked against `filter` before the message regex runs, so lines skipped by
     /// lookback cost only the timestamp.
     pub fn translate(&self, line: &str, now: Timestamp, filter: Option<&LineFilter>) -> Translated {
-        let Some(text) = last_group(&self.timestamp, line) else {
+        let Some(text) = self.timestamp.extract(line) else {
             return Translated::Unparsed(format!(
                 "no timestamp matching {:?}",
                 self.timestamp.as_str()
@@ -163,13 +163,74 @@ impl Translator {
         if filter.is_some_and(|f| f.too_old(ts)) {
             return Translated::TooOld;
         }
-        let Some(message) = last_group(&self.message, line) else {
+        let Some(message) = self.message.extract(line) else {
             return Translated::Unparsed(format!(
                 "no message matching {:?}",
                 self.message.as_str()
             ));
         };
         Translated::Line(LogLine::new(ts, message))
+    }
+}
+
+/// How the last capture group of a translator regex is extracted. Captures are the
+/// expensive part of matching (a backtracking pass after two DFA passes); the shapes
+/// people actually write are answered with a plain DFA `find`:
+#[derive(Debug, Clone)]
+enum GroupExtractor {
+    /// No capture group: the whole match (`^.{15}`).
+    WholeMatch(Regex),
+    /// The pattern is `P(.*)`: on a line without a newline, the group is everything
+    /// after the leftmost-first match of `P` alone, because `.*` always matches the rest
+    /// of the line and cannot change which match of `P` comes first.
+    RestAfter { original: Regex, prefix: Regex },
+    /// Anything else: real captures.
+    Captures(Regex),
+}
+
+impl GroupExtractor {
+    fn new(re: Regex) -> GroupExtractor {
+        if re.captures_len() == 1 {
+            return GroupExtractor::WholeMatch(re);
+        }
+        let p = re.as_str();
+        // Conservative shape check: ends with an unescaped `(.*)`, no flag groups (a
+        // `(?U)` would make `.*` lazy), no top-level alternation in the prefix.
+        let plain_flags = p
+            .match_indices("(?")
+            .all(|(i, _)| p[i + 2..].starts_with(':'));
+        if let Some(prefix) = p.strip_suffix("(.*)")
+            && plain_flags
+            && !prefix.ends_with('\\')
+            && !crate::engine::pattern::analyse(prefix).is_ok_and(|a| a.top_level_alternation)
+            && let Ok(prefix_re) = Regex::new(prefix)
+        {
+            return GroupExtractor::RestAfter {
+                original: re,
+                prefix: prefix_re,
+            };
+        }
+        GroupExtractor::Captures(re)
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            GroupExtractor::WholeMatch(r) | GroupExtractor::Captures(r) => r.as_str(),
+            GroupExtractor::RestAfter { original, .. } => original.as_str(),
+        }
+    }
+
+    fn extract<'a>(&self, line: &'a str) -> Option<&'a str> {
+        match self {
+            GroupExtractor::WholeMatch(r) => r.find(line).map(|m| m.as_str()),
+            GroupExtractor::RestAfter { original, prefix } => {
+                if line.contains('\n') {
+                    return last_group(original, line);
+                }
+                prefix.find(line).map(|m| &line[m.end()..])
+            }
+            GroupExtractor::Captures(r) => last_group(r, line),
+        }
     }
 }
 
@@ -676,6 +737,46 @@ mod tests {
             kernel().translate("Jun 10 11:00:00 node sshd: hello", now, Some(&filter)),
             Translated::TooOld
         );
+    }
+
+    #[test]
+    fn fast_extractors_equal_captures() {
+        let patterns = [
+            r"kernel: (?:\[ *[0-9]+\.[0-9]+\] )?(.*)",
+            r"kernel: \[.*\] (.*)",
+            r"^.{15}",
+            r"(a)|(b)",
+            r"(?U)x(.*)",
+            r"a|b(.*)",
+            r"k(\d+)(.*)",
+        ];
+        let lines = [
+            "Nov 23 10:00:00 h kernel: [  12.5] divide error: 0000 [#1] SMP",
+            "Nov 23 10:00:00 h kernel: plain message",
+            "kernel: [x] a [y] b",
+            "no match here",
+            "xyz a b k12 rest",
+            "",
+        ];
+        for p in patterns {
+            let re = Regex::new(p).unwrap();
+            let fast = GroupExtractor::new(re.clone());
+            for l in lines {
+                assert_eq!(
+                    fast.extract(l),
+                    last_group(&re, l),
+                    "pattern {p:?} line {l:?}"
+                );
+            }
+        }
+        assert!(matches!(
+            GroupExtractor::new(Regex::new(patterns[0]).unwrap()),
+            GroupExtractor::RestAfter { .. }
+        ));
+        assert!(matches!(
+            GroupExtractor::new(Regex::new("(?U)x(.*)").unwrap()),
+            GroupExtractor::Captures(_)
+        ));
     }
 
     #[test]
