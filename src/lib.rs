@@ -13,6 +13,7 @@ pub mod dryrun;
 pub mod duration;
 pub mod engine;
 pub mod exporter;
+pub mod footprint;
 pub mod gotime;
 pub mod source;
 pub mod types;

@@ -19,6 +19,7 @@ fn init_logging(level: &str, format: LogFormat) {
 }
 
 fn main() -> ExitCode {
+    npd::footprint::trim_executable_fault_around();
     let cli = Cli::parse_from(npd::cli::normalize_args(std::env::args()));
     match cli.command {
         Some(Command::DryRun(args)) => npd::dryrun::main(&args),

@@ -234,3 +234,35 @@ fn configmap_swap_reloads_rules_and_rejects_broken_config() {
         .is_some()
     );
 }
+
+#[test]
+fn missing_log_file_is_waiting_not_unhealthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("not-yet.log");
+    let cfg = dir.path().join("k.json");
+    std::fs::write(&cfg, RULES_V1.replace("LOG", log.to_str().unwrap())).unwrap();
+    let mut d = Daemon::start(
+        dir.path(),
+        &[
+            "--enable-k8s-exporter=false",
+            &format!("--config.system-log-monitor={}", cfg.display()),
+        ],
+    );
+    d.wait_up();
+    let body = wait_for(Duration::from_secs(10), || {
+        http_get(d.port, "/healthz")
+            .ok()
+            .filter(|(_, b)| b.contains("\"waiting\""))
+    });
+    let (code, body) = body.unwrap_or_else(|| panic!("{:?}", http_get(d.port, "/healthz")));
+    assert_eq!(code, 200, "{body}");
+    // The file appears: its lines are read.
+    append(&log, "Out of memory: Killed process 1 (x) total-vm:1kB");
+    assert!(
+        wait_for(Duration::from_secs(10), || counter(&d, "OOMKilling")
+            .filter(|v| *v == 1.0))
+        .is_some(),
+        "{}",
+        d.log()
+    );
+}

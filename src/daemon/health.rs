@@ -80,7 +80,7 @@ pub fn health(shared: &Shared) -> (bool, serde_json::Value) {
             healthy = false;
             ("dead", Some(e))
         } else if let Some(d) = dead {
-            if d.starts_with("waiting") {
+            if crate::source::is_waiting_reason(&d) {
                 ("waiting", Some(d))
             } else {
                 healthy = false;
@@ -268,7 +268,9 @@ pub fn render_metrics(shared: &Shared) -> String {
     );
     for m in &monitors {
         let up = m.alive.load(Ordering::Relaxed)
-            && m.stats.dead().is_none_or(|d| d.starts_with("waiting"));
+            && m.stats
+                .dead()
+                .is_none_or(|d| crate::source::is_waiting_reason(&d));
         let _ = writeln!(
             s,
             "npd_source_up{{config=\"{}\",plugin=\"{}\",source=\"{}\"}} {}",

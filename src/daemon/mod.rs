@@ -341,6 +341,7 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
         return Err(DaemonError::NothingStarted(failures));
     }
     shared.set_ready();
+    crate::footprint::release_startup_pages();
 
     let reloader = if args.watch_config {
         reload::spawn(shared.clone(), paths.clone(), running)

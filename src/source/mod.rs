@@ -70,6 +70,14 @@ impl SourceStats {
     }
 }
 
+/// Whether a failure reason describes waiting for a log that does not exist yet (a file
+/// or journal directory not created yet) rather than a failing reader. Sources put the
+/// word "waiting" in exactly those reasons; /healthz stays 200 for them because
+/// restarting the agent cannot create the log.
+pub fn is_waiting_reason(reason: &str) -> bool {
+    reason.contains("waiting")
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms_now() -> u64 {
     std::time::SystemTime::now()
