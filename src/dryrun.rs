@@ -1,5 +1,5 @@
 //! `node-problem-detector dry-run`: runs the monitors over captured logs (or this
-//! machine's /dev/kmsg) and prints what the agent would report. See docs/dryrun.md.
+//! machine's /dev/kmsg) and prints what the agent would report. See the README, "Dry-run and validate".
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -19,7 +19,7 @@ pub enum OutputFormat {
     /// Aligned columns for people.
     #[default]
     Text,
-    /// One JSON object per line, stable keys (docs/dryrun.md).
+    /// One JSON object per line, stable keys (README, "JSON output").
     Json,
 }
 

@@ -1,5 +1,5 @@
 //! `node-problem-detector validate`: checks monitor configs without running anything.
-//! See docs/dryrun.md.
+//! See the README, "Dry-run and validate".
 
 use std::collections::HashMap;
 use std::io::Write;

@@ -1,4 +1,4 @@
-//! The worked example of docs/deploy.md ("Adding a condition and a rule") is a real monitor
+//! The worked example of README.md ("Adding a condition and a rule") is a real monitor
 //! config: it loads without warnings and the rule engine reports what the text says.
 
 use std::path::{Path, PathBuf};
@@ -8,9 +8,9 @@ use npd::config::parse_monitor_config;
 use npd::engine::{Monitor, ProblemMetrics};
 use npd::types::{ConditionStatus, LogLine};
 
-/// The ```json block that follows `marker` in docs/deploy.md.
+/// The ```json block that follows `marker` in README.md.
 fn json_block_after(marker: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/deploy.md");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md");
     let doc = std::fs::read_to_string(&path).unwrap();
     let at = doc
         .find(marker)

@@ -1,6 +1,6 @@
 //! Custom plugin monitors: upstream's `--config.custom-plugin-monitor`. Each config names
 //! scripts (plugins) run on an interval; exit code 0 means OK, 1 a problem, anything else
-//! Unknown, and stdout is the message. See docs/custom.md.
+//! Unknown, and stdout is the message. See the README, "Custom plugin monitors".
 //!
 //! - [`config`]: loading and validating the JSON format;
 //! - [`monitor`]: the pure state machine (results to events and conditions);

@@ -1,5 +1,5 @@
 //! The journald source (`plugin: journald`): follows the systemd journal files directly,
-//! in pure Rust (no libsystemd), through the `sdjournal` reader (docs/journald.md says why).
+//! in pure Rust (no libsystemd), through the `sdjournal` reader (the README's journald dependency notes say why).
 //!
 //! How it follows: it opens the journal directory, reads every entry after its position
 //! (the first time: from the lookback cutoff, found by seeking the entry arrays by time,
