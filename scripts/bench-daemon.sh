@@ -12,7 +12,8 @@ LINES=${2:-1000000}
 cargo build --release --quiet --bin node-problem-detector --example gen_kernlog
 BIN=target/release/node-problem-detector
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 tick=$(getconf CLK_TCK)
 results=()
 for run in $(seq 1 "$RUNS"); do
@@ -32,7 +33,8 @@ PY
   pid=$!
   got=0
   for _ in $(seq 1 6000); do
-    got=$(curl -s "http://127.0.0.1:$mport/metrics" 2>/dev/null | awk -F' ' '/^problem_counter\{reason="OOMKilling"\}/ {print $2}')
+    # Not up yet: curl fails; that is not an error of the benchmark.
+    got=$(curl -s "http://127.0.0.1:$mport/metrics" 2>/dev/null | awk -F' ' '/^problem_counter\{reason="OOMKilling"\}/ {print $2}' || true)
     [ "${got:-0}" = "$planted" ] && break
     sleep 0.01
   done
