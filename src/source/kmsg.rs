@@ -597,6 +597,8 @@ mod tests {
         // Gap 8 -> 11 without EPIPE: 2 lost.
         assert!(reader.handle(rec(11).as_bytes()));
         assert!(reader.handle(b"garbage"));
+        // Lines travel in batches; the reader flushes before it waits for more input.
+        assert!(sink.flush());
         let mut got = Vec::new();
         while let Ok(l) = rx.try_recv() {
             got.push(l);
