@@ -249,9 +249,10 @@ struct RawMonitorConfig {
     rules: Option<Vec<RawRule>>,
 }
 
+/// A `conditions[]` entry as written; shared by the log and custom plugin configs.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawCondition {
+pub(crate) struct RawCondition {
     #[serde(rename = "type")]
     type_: Option<String>,
     reason: Option<String>,
@@ -305,6 +306,67 @@ const RULE_KEYS: &[&str] = &[
     "minOccurrences",
     "window",
 ];
+
+/// Validates `conditions[]`: a type is required and declared once; `recoverAfter`, when
+/// given, is a positive Go duration.
+pub(crate) fn parse_conditions(
+    path: &Path,
+    raw: Vec<RawCondition>,
+) -> Result<Vec<ConditionConfig>, ConfigError> {
+    let mut conditions: Vec<ConditionConfig> = Vec::new();
+    for (i, c) in raw.into_iter().enumerate() {
+        let key = |k: &str| format!("conditions[{i}].{k}");
+        let type_ = c
+            .type_
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ConfigError::MissingKey {
+                path: path.to_path_buf(),
+                key: key("type"),
+                hint: String::new(),
+            })?;
+        if conditions.iter().any(|x| x.type_ == type_) {
+            return Err(ConfigError::InvalidValue {
+                path: path.to_path_buf(),
+                key: key("type"),
+                message: format!("condition {type_:?} is declared twice"),
+            });
+        }
+        let recover_after = match c.recover_after.as_deref() {
+            None | Some("") => None,
+            Some(v) => {
+                let d = duration_key(path, &key("recoverAfter"), v)?;
+                if d.is_zero() {
+                    return Err(ConfigError::InvalidValue {
+                        path: path.to_path_buf(),
+                        key: key("recoverAfter"),
+                        message: "must be greater than 0 (omit it to never recover by time)".into(),
+                    });
+                }
+                Some(d)
+            }
+        };
+        conditions.push(ConditionConfig {
+            type_,
+            reason: c.reason.unwrap_or_default(),
+            message: c.message.unwrap_or_default(),
+            recover_after,
+        });
+    }
+    Ok(conditions)
+}
+
+impl ConditionConfig {
+    /// The condition in its default state: False with the default reason and message.
+    pub fn default_condition(&self, transition: jiff::Timestamp) -> crate::types::Condition {
+        crate::types::Condition {
+            type_: self.type_.clone(),
+            status: crate::types::ConditionStatus::False,
+            transition,
+            reason: self.reason.clone(),
+            message: self.message.clone(),
+        }
+    }
+}
 
 /// Reads a JSON file into a `serde_json::Value`, with errors naming the file and position.
 pub fn read_json(path: &Path) -> Result<Value, ConfigError> {
@@ -540,47 +602,7 @@ fn monitor_config_from_value(
         });
     }
 
-    let mut conditions = Vec::new();
-    for (i, c) in raw.conditions.unwrap_or_default().into_iter().enumerate() {
-        let type_ = c
-            .type_
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ConfigError::MissingKey {
-                path: p(),
-                key: format!("conditions[{i}].type"),
-                hint: String::new(),
-            })?;
-        if conditions
-            .iter()
-            .any(|x: &ConditionConfig| x.type_ == type_)
-        {
-            return Err(ConfigError::InvalidValue {
-                path: p(),
-                key: format!("conditions[{i}].type"),
-                message: format!("condition {type_:?} is declared twice"),
-            });
-        }
-        let recover_after = match c.recover_after.as_deref() {
-            None | Some("") => None,
-            Some(v) => {
-                let d = duration_key(path, &format!("conditions[{i}].recoverAfter"), v)?;
-                if d.is_zero() {
-                    return Err(ConfigError::InvalidValue {
-                        path: p(),
-                        key: format!("conditions[{i}].recoverAfter"),
-                        message: "must be greater than 0 (omit it to never recover by time)".into(),
-                    });
-                }
-                Some(d)
-            }
-        };
-        conditions.push(ConditionConfig {
-            type_,
-            reason: c.reason.unwrap_or_default(),
-            message: c.message.unwrap_or_default(),
-            recover_after,
-        });
-    }
+    let conditions = parse_conditions(path, raw.conditions.unwrap_or_default())?;
 
     let mut rules = Vec::new();
     for (index, r) in raw.rules.unwrap_or_default().into_iter().enumerate() {

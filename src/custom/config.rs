@@ -93,7 +93,7 @@ struct RawConfig {
     plugin_config: Option<RawPluginConfig>,
     source: Option<String>,
     metrics_reporting: Option<bool>,
-    conditions: Option<Vec<RawCondition>>,
+    conditions: Option<Vec<crate::config::RawCondition>>,
     rules: Option<Vec<RawRule>>,
 }
 
@@ -105,14 +105,6 @@ struct RawPluginConfig {
     concurrency: Option<i64>,
     enable_message_change_based_condition_update: Option<bool>,
     skip_initial_status: Option<bool>,
-}
-
-#[derive(Deserialize)]
-struct RawCondition {
-    #[serde(rename = "type")]
-    type_: Option<String>,
-    reason: Option<String>,
-    message: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -265,22 +257,11 @@ fn custom_config_from_value(
         }
     };
 
-    let mut conditions = Vec::new();
-    for (i, c) in raw.conditions.unwrap_or_default().into_iter().enumerate() {
-        let type_ = c
-            .type_
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ConfigError::MissingKey {
-                path: p(),
-                key: format!("conditions[{i}].type"),
-                hint: String::new(),
-            })?;
-        conditions.push(ConditionConfig {
-            type_,
-            reason: c.reason.unwrap_or_default(),
-            message: c.message.unwrap_or_default(),
-            recover_after: None,
-        });
+    // recoverAfter is a log-monitor extension; here the key is warned about as unknown
+    // and has no effect (a custom rule's OK result already recovers its condition).
+    let mut conditions = crate::config::parse_conditions(path, raw.conditions.unwrap_or_default())?;
+    for c in &mut conditions {
+        c.recover_after = None;
     }
 
     let mut rules = Vec::new();

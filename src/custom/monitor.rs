@@ -71,13 +71,7 @@ impl CustomMonitor {
         let conditions = config
             .conditions
             .iter()
-            .map(|c| Condition {
-                type_: c.type_.clone(),
-                status: ConditionStatus::False,
-                transition: now,
-                reason: c.reason.clone(),
-                message: c.message.clone(),
-            })
+            .map(|c| c.default_condition(now))
             .collect();
         CustomMonitor {
             source: config.source.clone(),

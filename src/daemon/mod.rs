@@ -264,14 +264,11 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
             }
         }
     }
-    let mut custom_types = Vec::new();
-    for c in &customs {
-        for cond in &c.config().conditions {
-            if !custom_types.contains(&cond.type_) {
-                custom_types.push(cond.type_.clone());
-            }
-        }
-    }
+    let custom_types = unique_types(
+        customs
+            .iter()
+            .flat_map(|c| c.config().conditions.iter().map(|x| x.type_.as_str())),
+    );
     shared.set_custom_condition_types(custom_types.clone());
 
     // The admin server starts first and answers 503 until the monitors run.
@@ -287,12 +284,7 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
     }
 
     if args.enable_k8s_exporter {
-        let mut types = condition_types(loaded.iter().map(|(c, _)| c));
-        for t in &custom_types {
-            if !types.contains(t) {
-                types.push(t.clone());
-            }
-        }
+        let types = owned_types(loaded.iter().map(|(c, _)| c), &custom_types);
         let opts = kube_options(&args)?;
         let (exporter, restored) = KubeExporter::start(opts, types)
             .await
@@ -370,17 +362,28 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// The union of condition types of the given configs, in order, without duplicates.
-pub(crate) fn condition_types<'a>(configs: impl Iterator<Item = &'a MonitorConfig>) -> Vec<String> {
+/// Names in first-seen order, without duplicates.
+fn unique_types<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut types: Vec<String> = Vec::new();
-    for c in configs {
-        for cond in &c.conditions {
-            if !types.contains(&cond.type_) {
-                types.push(cond.type_.clone());
-            }
+    for n in names {
+        if !types.iter().any(|t| t == n) {
+            types.push(n.to_string());
         }
     }
     types
+}
+
+/// The condition types this agent owns: those of the log monitor configs, then those of
+/// the custom plugin monitors.
+pub(crate) fn owned_types<'a>(
+    configs: impl Iterator<Item = &'a MonitorConfig>,
+    custom: &'a [String],
+) -> Vec<String> {
+    unique_types(
+        configs
+            .flat_map(|c| c.conditions.iter().map(|x| x.type_.as_str()))
+            .chain(custom.iter().map(String::as_str)),
+    )
 }
 
 async fn wait_for_signal() {

@@ -13,7 +13,7 @@ use notify::Watcher;
 use tokio::sync::{Mutex, mpsc};
 
 use super::{
-    Control, RunningMonitor, Shared, condition_types, load_monitor, same_source, start_monitor,
+    Control, RunningMonitor, Shared, load_monitor, owned_types, same_source, start_monitor,
 };
 use crate::types::{Event, Severity, Status};
 
@@ -157,12 +157,8 @@ pub(crate) async fn reload(
         return;
     }
     let now = Timestamp::now();
-    let mut types = condition_types(loaded.iter().map(|(c, _)| c));
-    for t in shared.custom_condition_types() {
-        if !types.contains(&t) {
-            types.push(t);
-        }
-    }
+    let custom = shared.custom_condition_types();
+    let types = owned_types(loaded.iter().map(|(c, _)| c), &custom);
     for (config, monitor) in loaded {
         let pos = running.iter().position(|r| r.config.path == config.path);
         match pos {

@@ -166,13 +166,7 @@ impl Monitor {
         let conditions = config
             .conditions
             .iter()
-            .map(|c| Condition {
-                type_: c.type_.clone(),
-                status: ConditionStatus::False,
-                transition: now,
-                reason: c.reason.clone(),
-                message: c.message.clone(),
-            })
+            .map(|c| c.default_condition(now))
             .collect();
         let states = config
             .conditions
@@ -293,11 +287,8 @@ impl Monitor {
                 continue;
             }
             let default = st.default.clone();
-            let c = &mut self.conditions[i];
-            c.status = ConditionStatus::False;
-            c.reason = default.reason.clone();
-            c.message = default.message.clone();
-            c.transition = deadline;
+            self.conditions[i] = default.default_condition(deadline);
+            let c = &self.conditions[i];
             let event = condition_change_event(
                 &c.type_,
                 ConditionStatus::False,
