@@ -42,8 +42,10 @@ PY
   read -r utime stime < <(awk '{print $14, $15}' /proc/$pid/stat)
   hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
   cpu=$(echo "scale=3; ($utime + $stime) / $tick" | bc)
-  # Idle: no lines arrive; measure RSS and how often the process wakes up.
-  sleep 2
+  # Idle: no lines arrive; measure RSS and how often the process wakes up. The monitor
+  # gives memory back once, 5 s after a burst (src/footprint.rs); the idle window starts
+  # after that one-shot trim.
+  sleep 7
   c1=$(awk '/^voluntary_ctxt_switches/ {print $2}' /proc/$pid/status)
   sleep 10
   c2=$(awk '/^voluntary_ctxt_switches/ {print $2}' /proc/$pid/status)

@@ -11,8 +11,13 @@
 pub fn trim_executable_fault_around() {
     for_each_executable_mapping(|start, len| {
         // SAFETY: madvise only changes paging advice for a range that /proc/self/maps
-        // says is mapped in this process; it does not touch memory contents.
-        unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_RANDOM) };
+        // says is mapped in this process; it does not touch memory contents. PAGEOUT
+        // first: what the loader's faults mapped before main (whole page-cache folios
+        // of the binary) goes, then RANDOM keeps later faults to single pages.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, len, libc::MADV_PAGEOUT);
+            libc::madvise(start as *mut libc::c_void, len, libc::MADV_RANDOM);
+        };
     });
 }
 
@@ -62,5 +67,27 @@ fn for_each_executable_mapping(mut f: impl FnMut(usize, usize)) {
             continue;
         };
         f(start, end.saturating_sub(start));
+    }
+}
+
+/// Lines a monitor must have processed since the last trim before going idle triggers
+/// another [`release_after_burst`]: a quiet log never trims, so it never wakes for it.
+pub const TRIM_AFTER_LINES: u64 = 10_000;
+
+/// How long a monitor must have received nothing before a burst counts as over.
+pub const TRIM_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Gives back what a burst of log lines left resident: the code pages only the burst
+/// ran (the lookback replay of a large log touches most of the regex engine) and the
+/// allocator's free memory. Called once after a burst, never periodically. Measured
+/// (README, Performance): idle RSS after the 1M-line benchmark from 8.6 MB to 4.6 MB
+/// (together with the smaller rule set).
+pub fn release_after_burst() {
+    release_startup_pages();
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap memory to the kernel; it is safe to call
+    // at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -155,13 +155,21 @@ async fn monitor_task(
 ) {
     let mut batch: Vec<LogLine> = Vec::with_capacity(256);
     let mut statuses: Vec<Status> = Vec::new();
+    // Lines since the last footprint trim and when the last one arrived: after a burst
+    // the monitor gives memory back once (footprint::release_after_burst).
+    let mut since_trim: u64 = 0;
+    let mut last_line = tokio::time::Instant::now();
     loop {
         let deadline = monitor.next_deadline().map(instant_of);
+        let trim_at = (since_trim >= crate::footprint::TRIM_AFTER_LINES)
+            .then(|| last_line + crate::footprint::TRIM_WHEN_IDLE_FOR);
         tokio::select! {
             n = rx.recv_many(&mut batch, 256) => {
                 if n == 0 {
                     break;
                 }
+                since_trim += n as u64;
+                last_line = tokio::time::Instant::now();
                 shared.with_metrics(|pm| {
                     for line in batch.drain(..) {
                         statuses.extend(monitor.process(&line, pm));
@@ -176,6 +184,12 @@ async fn monitor_task(
                 for s in &out {
                     shared.publish(&key, s);
                 }
+            }
+            _ = async { tokio::time::sleep_until(trim_at.unwrap_or_else(tokio::time::Instant::now)).await }, if trim_at.is_some() => {
+                since_trim = 0;
+                // Inline: a millisecond or two of madvise and malloc_trim, once per burst;
+                // a blocking-pool thread would itself stay resident for seconds.
+                crate::footprint::release_after_burst();
             }
             c = control.recv() => match c {
                 Some(Control::Swap(mut new)) => {

@@ -5,8 +5,9 @@
 //! Matching: the last `bufferSize` messages are joined with `\n` (empty slots included,
 //! as upstream's ring buffer does) and every rule's pattern must match up to the end of
 //! that text. Rules whose pattern can never match a newline (and do not use `^`) can only
-//! match inside the newest line; those are evaluated together by one [`regex::RegexSet`]
-//! on the newest line alone, without building the joined text (the *fast path*). The
+//! match inside the newest line; those are evaluated together by one multi-pattern regex
+//! (a [`regex::RegexSet`] without its own prefilter) on the newest line alone, without
+//! building the joined text (the *fast path*). The
 //! others are matched against the joined text (the *plain path*). A property test proves
 //! both give identical results.
 
@@ -17,7 +18,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use regex::{Regex, RegexSet};
+use regex::Regex;
+use regex_automata::{Input, PatternSet};
 
 use crate::config::{ConditionConfig, ConfigError, MonitorConfig, RuleConfig, RuleKind};
 use crate::types::{Condition, ConditionStatus, Event, LogLine, Severity, Status, go_quote};
@@ -58,13 +60,13 @@ pub struct Monitor {
     buffer_size: usize,
     strategy: MatchStrategy,
     rules: Vec<CompiledRule>,
-    fast_set: Option<RegexSet>,
+    fast_set: Option<regex_automata::meta::Regex>,
     /// Literals one of which every fast-path match starts with; lines without any skip
     /// `fast_set`. `None` when the rules have no such literals.
     prefilter: Option<regex::bytes::Regex>,
     /// For each rule, its index in `fast_set`, if it takes the fast path.
     fast_index: Vec<Option<usize>>,
-    fast_hits: Vec<bool>,
+    fast_hits: PatternSet,
     has_slow_rules: bool,
     /// The last `buffer_size` messages with their timestamps, oldest first.
     buffer: VecDeque<(String, Timestamp)>,
@@ -181,7 +183,7 @@ impl Monitor {
             metrics_reporting: config.metrics_reporting,
             buffer_size: config.buffer_size,
             strategy,
-            fast_hits: vec![false; fast_patterns.len()],
+            fast_hits: PatternSet::new(fast_patterns.len()),
             rules,
             fast_set,
             prefilter,
@@ -317,12 +319,15 @@ impl Monitor {
         let newest_is_single_line = !line.message.contains('\n');
         let use_fast = self.strategy == MatchStrategy::Fast && newest_is_single_line;
         if use_fast && let Some(set) = &self.fast_set {
-            self.fast_hits.fill(false);
+            self.fast_hits.clear();
             let candidate = self
                 .prefilter
                 .as_ref()
                 .is_none_or(|p| p.is_match(line.message.as_bytes()));
-            let any = candidate && set.matches_read_at(&mut self.fast_hits, &line.message, 0);
+            if candidate {
+                set.which_overlapping_matches(&Input::new(&line.message), &mut self.fast_hits);
+            }
+            let any = !self.fast_hits.is_empty();
             if !any && !self.has_slow_rules {
                 return out;
             }
@@ -334,7 +339,9 @@ impl Monitor {
         for r in 0..self.rules.len() {
             let start = match (use_fast, self.fast_index[r]) {
                 (true, Some(fi)) => {
-                    if !self.fast_hits[fi] {
+                    let hit = regex_automata::PatternID::new(fi)
+                        .is_ok_and(|id| self.fast_hits.contains(id));
+                    if !hit {
                         continue;
                     }
                     None
