@@ -133,6 +133,11 @@ pub struct DaemonArgs {
     /// Ours: reload monitor configs when their files change (ConfigMap updates).
     #[arg(long = "watch-config", default_value = "true", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
     pub watch_config: bool,
+    /// Ours: a source that is working (not waiting for input) but has neither read nor
+    /// handed over anything for this long is reported stalled by /healthz (a hung read
+    /// on a dead file system, a monitor that stopped consuming). 0 disables the check.
+    #[arg(long = "source-stall-timeout", default_value = "2m", value_parser = go_duration)]
+    pub source_stall_timeout: Duration,
     /// Ours: log format.
     #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -264,6 +269,7 @@ mod tests {
         assert_eq!(d.prometheus_port, 20257);
         assert_eq!(d.address, "127.0.0.1");
         assert_eq!(d.apiserver_wait_timeout, Duration::from_secs(300));
+        assert_eq!(d.source_stall_timeout, Duration::from_secs(120));
         assert_eq!(d.apiserver_wait_interval, Duration::from_secs(5));
         assert_eq!(d.k8s_exporter_heartbeat_period, Duration::from_secs(300));
         assert_eq!(d.event_namespace, "");

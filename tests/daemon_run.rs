@@ -266,3 +266,74 @@ fn missing_log_file_is_waiting_not_unhealthy() {
         d.log()
     );
 }
+
+#[test]
+fn hung_read_is_stalled_then_recovers() {
+    // A FIFO as the log: opening it blocks until a writer appears, the way a read blocks
+    // on a dead NFS mount. The source is working, not waiting for input, and makes no
+    // progress: /healthz must say "stalled" once --source-stall-timeout has passed.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("kern.fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&log)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let cfg = dir.path().join("k.json");
+    std::fs::write(&cfg, RULES_V1.replace("LOG", log.to_str().unwrap())).unwrap();
+    let mut d = Daemon::start(
+        dir.path(),
+        &[
+            "--enable-k8s-exporter=false",
+            "--source-stall-timeout=2s",
+            &format!("--config.system-log-monitor={}", cfg.display()),
+        ],
+    );
+    d.wait_up();
+    let stalled = wait_for(Duration::from_secs(15), || {
+        http_get(d.port, "/healthz")
+            .ok()
+            .filter(|(_, b)| b.contains("\"stalled\""))
+    });
+    let (code, body) = stalled.unwrap_or_else(|| {
+        panic!(
+            "never stalled: {:?}\n{}",
+            http_get(d.port, "/healthz"),
+            d.log()
+        )
+    });
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("--source-stall-timeout=2s"), "{body}");
+    let up = format!(
+        "npd_source_up{{config=\"{}\",plugin=\"filelog\",source=\"kernel-monitor\"}}",
+        cfg.display()
+    );
+    assert_eq!(d.metric(&up), Some(0.0), "{}", d.metrics());
+    // A writer appears, writes a line and goes away: the read completes, the source
+    // reaches end of file and waits for input again; healthy, and the line counted.
+    {
+        let mut w = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+        w.write_all(syslog_line("Out of memory: Killed process 1 (x) total-vm:1kB").as_bytes())
+            .unwrap();
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || counter(&d, "OOMKilling")
+            .filter(|v| *v == 1.0))
+        .is_some(),
+        "{}",
+        d.log()
+    );
+    let healthy = wait_for(Duration::from_secs(10), || {
+        http_get(d.port, "/healthz").ok().filter(|(c, _)| *c == 200)
+    });
+    assert!(
+        healthy.is_some(),
+        "still unhealthy: {:?}",
+        http_get(d.port, "/healthz")
+    );
+    assert_eq!(d.metric(&up), Some(1.0), "{}", d.metrics());
+    // Waiting for input past the stall timeout is not a stall: a quiet log is fine.
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, body) = http_get(d.port, "/healthz").unwrap();
+    assert_eq!(code, 200, "{body}");
+}

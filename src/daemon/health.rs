@@ -63,6 +63,18 @@ fn ms_to_rfc3339(ms: u64) -> Option<String> {
         .map(|t| t.to_string())
 }
 
+/// How long a source has been stalled, when that is past --source-stall-timeout.
+fn stalled(
+    shared: &Shared,
+    stats: &crate::source::SourceStats,
+    now_ms: u64,
+) -> Option<std::time::Duration> {
+    let limit = shared.source_stall_timeout;
+    stats
+        .stalled_for(now_ms)
+        .filter(|d| !limit.is_zero() && *d >= limit)
+}
+
 /// Evaluates health: (healthy, JSON body naming every source and the reason).
 pub fn health(shared: &Shared) -> (bool, serde_json::Value) {
     if !shared.is_ready() {
@@ -73,9 +85,11 @@ pub fn health(shared: &Shared) -> (bool, serde_json::Value) {
     }
     let mut healthy = true;
     let mut sources = Vec::new();
+    let now_ms = unix_ms_now();
     for m in shared.monitors() {
         let exit = m.exit_error.lock().ok().and_then(|g| g.clone());
         let dead = m.stats.dead();
+        let stalled = stalled(shared, &m.stats, now_ms);
         let (state, reason) = if let Some(e) = exit {
             healthy = false;
             ("dead", Some(e))
@@ -86,6 +100,16 @@ pub fn health(shared: &Shared) -> (bool, serde_json::Value) {
                 healthy = false;
                 ("failing", Some(d))
             }
+        } else if let Some(d) = stalled {
+            healthy = false;
+            (
+                "stalled",
+                Some(format!(
+                    "no read and no lines handed over for {}s although the source is not waiting for input (a read blocked on the log's file system, or a monitor that stopped consuming); limit --source-stall-timeout={}s",
+                    d.as_secs(),
+                    shared.source_stall_timeout.as_secs()
+                )),
+            )
         } else {
             ("ok", None)
         };
@@ -264,10 +288,12 @@ pub fn render_metrics(shared: &Shared) -> String {
     }
     let _ = writeln!(
         s,
-        "# HELP npd_source_up Whether a source is reading (1) or dead or failing (0).\n# TYPE npd_source_up gauge"
+        "# HELP npd_source_up Whether a source is reading (1) or dead, failing or stalled (0).\n# TYPE npd_source_up gauge"
     );
+    let now_ms = unix_ms_now();
     for m in &monitors {
         let up = m.alive.load(Ordering::Relaxed)
+            && stalled(shared, &m.stats, now_ms).is_none()
             && m.stats
                 .dead()
                 .is_none_or(|d| crate::source::is_waiting_reason(&d));

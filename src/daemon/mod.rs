@@ -262,7 +262,7 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
             }
         }
     }
-    let shared = Shared::new(args.apiserver_wait_timeout);
+    let shared = Shared::new(args.apiserver_wait_timeout, args.source_stall_timeout);
     let mut customs = Vec::new();
     for path in &custom_paths {
         match CustomPluginMonitor::load(path) {

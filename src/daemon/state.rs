@@ -46,6 +46,9 @@ pub struct Shared {
     /// --apiserver-wait-timeout: how long the API server may be unreachable before
     /// /healthz says so.
     pub apiserver_wait_timeout: Duration,
+    /// --source-stall-timeout: how long a working source may go without progress before
+    /// /healthz calls it stalled (zero: never).
+    pub source_stall_timeout: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -56,7 +59,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     /// Creates empty state.
-    pub fn new(apiserver_wait_timeout: Duration) -> Arc<Shared> {
+    pub fn new(apiserver_wait_timeout: Duration, source_stall_timeout: Duration) -> Arc<Shared> {
         Arc::new(Shared {
             metrics: Arc::new(Mutex::new(ProblemMetrics::default())),
             plugins: Mutex::new(Vec::new()),
@@ -68,6 +71,7 @@ impl Shared {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             apiserver_wait_timeout,
+            source_stall_timeout,
         })
     }
 

@@ -727,7 +727,8 @@ impl<'a> Tail<'a> {
         ];
         let ms = SAFETY_RECHECK.as_millis() as i32;
         // SAFETY: two valid pollfds.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        self.sink
+            .idle(|| unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) });
         if fds[0].revents != 0 {
             // Drain the events: which one does not matter, the state is re-checked.
             let mut buf = [0u8; 4096];

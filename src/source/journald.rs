@@ -492,7 +492,7 @@ impl DirWatch {
         ];
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
         // SAFETY: two valid pollfds.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        sink.idle(|| unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) });
         self.drain();
         sink.stop.is_set()
     }

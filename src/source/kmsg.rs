@@ -328,7 +328,7 @@ fn wait_readable(file: &File, sink: &LineSink) -> std::io::Result<bool> {
     ];
     loop {
         // SAFETY: `fds` is a valid array of two pollfds that outlives the call.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        let r = sink.idle(|| unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) });
         if r < 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EINTR) {

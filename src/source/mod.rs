@@ -46,6 +46,10 @@ pub struct SourceStats {
     pub last_read_unix_ms: AtomicU64,
     /// Unix milliseconds when the source started.
     pub started_unix_ms: AtomicU64,
+    /// Unix milliseconds when the source last stopped waiting for input and started
+    /// working (reading, parsing, handing lines over); 0 while it waits. Working for
+    /// long without a read or a hand-over is a stall ([`SourceStats::stalled_for`]).
+    pub busy_since_unix_ms: AtomicU64,
     /// Set while the source cannot read, with the reason (shown by /healthz).
     pub dead_reason: Mutex<Option<String>>,
 }
@@ -67,6 +71,18 @@ impl SourceStats {
     /// The current failure, if any.
     pub fn dead(&self) -> Option<String> {
         self.dead_reason.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// How long the source has been working without progress (no successful read and
+    /// no batch handed over) at `now_ms`; `None` while it waits for input. A quiet log
+    /// is never a stall: the source waits in `poll(2)` then.
+    pub fn stalled_for(&self, now_ms: u64) -> Option<Duration> {
+        let busy = self.busy_since_unix_ms.load(Ordering::Relaxed);
+        if busy == 0 {
+            return None;
+        }
+        let progress = busy.max(self.last_read_unix_ms.load(Ordering::Relaxed));
+        Some(Duration::from_millis(now_ms.saturating_sub(progress)))
     }
 }
 
@@ -250,8 +266,10 @@ impl LineSink {
     /// Creates a sink and the receiving end of its channel.
     pub fn new(filter: LineFilter, stop: Arc<StopSignal>) -> (LineSink, LineReceiver) {
         let (tx, rx) = mpsc::channel(LINE_CHANNEL_CAPACITY / LINE_BATCH);
+        let now = unix_ms_now();
         let stats = Arc::new(SourceStats {
-            started_unix_ms: AtomicU64::new(unix_ms_now()),
+            started_unix_ms: AtomicU64::new(now),
+            busy_since_unix_ms: AtomicU64::new(now),
             ..Default::default()
         });
         (
@@ -289,9 +307,27 @@ impl LineSink {
                 .then(|| std::mem::replace(&mut *p, Vec::with_capacity(LINE_BATCH)))
         };
         match full {
-            Some(batch) => self.tx.blocking_send(batch).is_ok(),
+            Some(batch) => {
+                let sent = self.tx.blocking_send(batch).is_ok();
+                if sent {
+                    // Handing a batch over is progress, even while a long read goes on.
+                    self.stats.touch();
+                }
+                sent
+            }
             None => !self.tx.is_closed(),
         }
+    }
+
+    /// Runs `wait` (a `poll(2)` or sleep for more input) marked as waiting, so the time
+    /// spent in it never counts as a stall. Call [`LineSink::flush`] before.
+    pub fn idle<R>(&self, wait: impl FnOnce() -> R) -> R {
+        self.stats.busy_since_unix_ms.store(0, Ordering::Relaxed);
+        let r = wait();
+        self.stats
+            .busy_since_unix_ms
+            .store(unix_ms_now(), Ordering::Relaxed);
+        r
     }
 
     /// Hands queued lines to the monitor now. Sources call it before they block waiting
@@ -313,7 +349,7 @@ impl LineSink {
     /// For backoff waits.
     pub fn sleep(&self, d: Duration) -> bool {
         self.flush();
-        self.stop.sleep(d)
+        self.idle(|| self.stop.sleep(d))
     }
 }
 
@@ -423,4 +459,26 @@ pub trait LogSource: Send {
     fn name(&self) -> String;
     /// Reads until stopped.
     fn run(self: Box<Self>, sink: LineSink) -> Result<(), SourceError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::SourceStats;
+
+    #[test]
+    fn stalled_only_while_working_without_progress() {
+        let s = SourceStats::default();
+        // Waiting for input: never stalled.
+        assert_eq!(s.stalled_for(10_000), None);
+        // Working since t=1s, last read at t=5s: stalled for 2s at t=7s.
+        s.busy_since_unix_ms.store(1_000, Ordering::Relaxed);
+        s.last_read_unix_ms.store(5_000, Ordering::Relaxed);
+        assert_eq!(s.stalled_for(7_000), Some(Duration::from_secs(2)));
+        // A read older than the start of the work does not count against it.
+        s.busy_since_unix_ms.store(6_000, Ordering::Relaxed);
+        assert_eq!(s.stalled_for(7_000), Some(Duration::from_secs(1)));
+    }
 }
