@@ -232,7 +232,7 @@ pub fn render_metrics(shared: &Shared) -> String {
     }
 
     let monitors = shared.monitors();
-    let per_source: [SourceMetric; 6] = [
+    let per_source: [SourceMetric; 7] = [
         (
             "npd_source_lines_read_total",
             "counter",
@@ -250,6 +250,12 @@ pub fn render_metrics(shared: &Shared) -> String {
             "counter",
             "Lines a source could not parse.",
             |s| s.lines_unparsed.load(Ordering::Relaxed),
+        ),
+        (
+            "npd_source_lines_dropped_total",
+            "counter",
+            "Of the lines read, those not handed to the monitor because the source was stopping (shutdown or reload) while the monitor's queue was full.",
+            |s| s.lines_dropped.load(Ordering::Relaxed),
         ),
         (
             "npd_source_lines_truncated_total",

@@ -38,6 +38,9 @@ pub struct SourceStats {
     pub lines_unparsed: AtomicU64,
     /// Lines cut to the length limit.
     pub lines_truncated: AtomicU64,
+    /// Of `lines_read`, those never handed to the monitor: the source was stopping
+    /// (shutdown or reload) while the monitor's queue was full.
+    pub lines_dropped: AtomicU64,
     /// kmsg records the kernel overwrote before we read them.
     pub records_lost: AtomicU64,
     /// Times the source reopened its log after an error.
@@ -298,6 +301,7 @@ impl LineSink {
         }
         self.stats.lines_read.fetch_add(1, Ordering::Relaxed);
         if self.stop.is_set() {
+            self.stats.lines_dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         let full = {
@@ -356,11 +360,14 @@ impl LineSink {
 impl Drop for LineSink {
     fn drop(&mut self) {
         // A source that returns hands over what it queued. Never block here: if the
-        // channel is full the monitor is going away or busy, and a dropped tail of a
-        // stopping source is acceptable.
+        // channel is full the monitor is going away or busy; the dropped tail of a
+        // stopping source is counted, not silent.
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         if !batch.is_empty() {
-            let _ = self.tx.try_send(batch);
+            let n = batch.len() as u64;
+            if self.tx.try_send(batch).is_err() {
+                self.stats.lines_dropped.fetch_add(n, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -466,7 +473,34 @@ mod tests {
     use std::sync::atomic::Ordering;
     use std::time::Duration;
 
-    use super::SourceStats;
+    use super::{LINE_CHANNEL_CAPACITY, LineFilter, LineSink, SourceStats, StopSignal};
+    use crate::types::LogLine;
+
+    #[test]
+    fn lines_a_stopping_source_cannot_hand_over_are_counted() {
+        let filter = LineFilter {
+            not_before: None,
+            skip_list: Vec::new(),
+        };
+        let (sink, mut rx) = LineSink::new(filter, StopSignal::new().unwrap());
+        let stats = sink.stats.clone();
+        let line = || LogLine::new(jiff::Timestamp::UNIX_EPOCH, "x");
+        // Fill the channel exactly (the monitor is not consuming), then queue 10 more.
+        for _ in 0..LINE_CHANNEL_CAPACITY + 10 {
+            assert!(sink.send(line()));
+        }
+        sink.stop.set();
+        assert!(!sink.send(line()), "a stopping sink refuses lines");
+        drop(sink);
+        assert_eq!(stats.lines_read.load(Ordering::Relaxed), 1035);
+        assert_eq!(stats.lines_dropped.load(Ordering::Relaxed), 11);
+        // Everything else arrived.
+        let mut got = 0;
+        while rx.try_recv().is_ok() {
+            got += 1;
+        }
+        assert_eq!(got, LINE_CHANNEL_CAPACITY);
+    }
 
     #[test]
     fn stalled_only_while_working_without_progress() {
