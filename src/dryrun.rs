@@ -367,10 +367,14 @@ pub fn run_with(
         }
     };
     let now = Timestamp::now();
+    // Live kmsg only: records the kernel overwrote while we were reading.
+    let mut kmsg_lost: Option<u64> = None;
     let mut stats = if args.files.is_empty() {
         let boot = crate::source::boot_time();
         let mut parser = CaptureParser::new(boot, now);
-        read_live_kmsg(&mut parser, &mut |c| handle(c, &mut report))?;
+        kmsg_lost = Some(read_live_kmsg(&mut parser, &mut |c| {
+            handle(c, &mut report)
+        })?);
         parser.stats
     } else {
         let mut parser = CaptureParser::new(Timestamp::UNIX_EPOCH, now);
@@ -507,7 +511,7 @@ pub fn run_with(
     let read = stats.total_parsed();
     match report.format {
         OutputFormat::Json => {
-            let v = serde_json::json!({
+            let mut v = serde_json::json!({
                 "kind": "input",
                 "lines_parsed": read,
                 "lines_routed": routed,
@@ -517,6 +521,9 @@ pub fn run_with(
                 "by_format": parsed,
                 "by_origin": by_origin,
             });
+            if let (Some(lost), Some(obj)) = (kmsg_lost, v.as_object_mut()) {
+                obj.insert("kmsg_records_lost".into(), lost.into());
+            }
             writeln!(report.out, "{v}")?;
         }
         OutputFormat::Text => {
@@ -534,6 +541,12 @@ pub fn run_with(
                 stats.ignored,
                 stats.truncated
             )?;
+            if let Some(lost) = kmsg_lost {
+                writeln!(
+                    report.out,
+                    "kmsg records overwritten by the kernel before they could be read: {lost}"
+                )?;
+            }
             for ex in stats.unplaced_examples.drain(..) {
                 writeln!(report.out, "  unplaced: {ex}")?;
             }
@@ -553,11 +566,13 @@ pub fn run_with(
     })
 }
 
-/// Reads /dev/kmsg from the oldest record still held until caught up (EAGAIN).
+/// Reads /dev/kmsg from the oldest record still held until caught up (EAGAIN). Returns
+/// how many records the kernel overwrote while we read (gaps in the sequence numbers;
+/// a read reports them as EPIPE), so the summary never hides a loss.
 fn read_live_kmsg(
     parser: &mut CaptureParser,
     f: &mut dyn FnMut(CapturedLine),
-) -> Result<(), DryRunError> {
+) -> Result<u64, DryRunError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -567,11 +582,16 @@ fn read_live_kmsg(
         .map_err(DryRunError::Kmsg)?;
     // One record per read; records are at most about 8 KiB (with continuation lines).
     let mut buf = vec![0u8; 16 * 1024];
+    let mut seqs = crate::source::kmsg::SeqTracker::default();
+    let mut lost = 0u64;
     loop {
         match file.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
                 let rec = buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]);
+                if let Ok(h) = crate::source::kmsg::parse_header(rec) {
+                    lost += seqs.observe(h.seq).unwrap_or(0);
+                }
                 for l in rec.split(|&b| b == b'\n') {
                     parser.feed_line(l, f);
                 }
@@ -584,7 +604,7 @@ fn read_live_kmsg(
         }
     }
     parser.finish(f);
-    Ok(())
+    Ok(lost)
 }
 
 /// Dry-run of custom plugin configs: runs every rule once, as the daemon's first round

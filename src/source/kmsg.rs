@@ -61,6 +61,27 @@ pub struct KmsgHeader {
     pub body_start: usize,
 }
 
+/// Follows kmsg sequence numbers: a gap is records the kernel overwrote before they were
+/// read (the read that skips them reports EPIPE).
+#[derive(Debug, Default, Clone)]
+pub struct SeqTracker {
+    last: Option<u64>,
+}
+
+impl SeqTracker {
+    /// Records `seq`: `Some(records lost since the previous one)`, or `None` when `seq`
+    /// was already seen (re-read after a reopen).
+    pub fn observe(&mut self, seq: u64) -> Option<u64> {
+        let gap = match self.last {
+            Some(last) if seq <= last => return None,
+            Some(last) => seq - last - 1,
+            None => 0,
+        };
+        self.last = Some(seq);
+        Some(gap)
+    }
+}
+
 /// Parses only the `prio,seq,usec,flags;` header of a record.
 pub fn parse_header(raw: &[u8]) -> Result<KmsgHeader, KmsgParseError> {
     let semi = raw
@@ -229,7 +250,7 @@ struct Reader<'a> {
     sink: &'a LineSink,
     boot: Timestamp,
     /// Sequence number of the last record handled (delivered or filtered).
-    last_seq: Option<u64>,
+    seqs: SeqTracker,
     /// Whether `dead_reason` is currently set (avoids locking on every record).
     dead: bool,
 }
@@ -279,17 +300,14 @@ impl Reader<'_> {
             stats.lines_unparsed.fetch_add(1, Ordering::Relaxed);
             return true;
         };
-        if let Some(last) = self.last_seq {
-            if h.seq <= last {
-                // Already handled before a reopen.
-                return true;
-            }
-            let gap = h.seq - last - 1;
-            if gap > 0 {
+        match self.seqs.observe(h.seq) {
+            // Already handled before a reopen.
+            None => return true,
+            Some(0) => {}
+            Some(gap) => {
                 stats.records_lost.fetch_add(gap, Ordering::Relaxed);
             }
         }
-        self.last_seq = Some(h.seq);
         let timestamp = i64::try_from(h.usec)
             .ok()
             .and_then(|us| self.boot.checked_add(SignedDuration::from_micros(us)).ok())
@@ -354,7 +372,7 @@ impl LogSource for KmsgSource {
         let mut reader = Reader {
             sink: &sink,
             boot: self.boot.unwrap_or_else(boot_time),
-            last_seq: None,
+            seqs: SeqTracker::default(),
             dead: false,
         };
         let mut backoff = MIN_BACKOFF;
@@ -478,6 +496,17 @@ impl<R: BufRead> Iterator for SavedRecords<R> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn seq_tracker_counts_gaps_and_skips_repeats() {
+        let mut t = super::SeqTracker::default();
+        assert_eq!(t.observe(10), Some(0));
+        assert_eq!(t.observe(11), Some(0));
+        assert_eq!(t.observe(15), Some(3));
+        assert_eq!(t.observe(15), None);
+        assert_eq!(t.observe(12), None);
+        assert_eq!(t.observe(16), Some(0));
+    }
+
     use super::*;
 
     #[test]
@@ -583,7 +612,7 @@ mod tests {
         let mut reader = Reader {
             sink: &sink,
             boot: Timestamp::UNIX_EPOCH,
-            last_seq: None,
+            seqs: SeqTracker::default(),
             dead: false,
         };
         let rec = |seq: u64| format!("6,{seq},{},-;msg {seq}\n SUBSYSTEM=x\n", seq * 1000);
