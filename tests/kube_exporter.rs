@@ -409,16 +409,98 @@ async fn event_budget_allows_25_per_source_then_drops_and_counts() {
     }
     // Another source has its own budget.
     exp.report(&status("other", vec![], vec![event("Oops", "oops")]));
-    wait_for("26 events", Duration::from_secs(10), || {
-        s.events().len() == 26
+    // 25 of "flood" pass the budget. As client-go: 9 distinct messages are events of
+    // their own, the 10th and later similar ones are one combined event (count 16).
+    wait_for("all 26 written", Duration::from_secs(10), || {
+        exp.stats().events_sent.load(Ordering::Relaxed) == 26
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(s.requests_matching("POST", "/events").len(), 26);
+    assert_eq!(s.requests_matching("POST", "/events").len(), 11);
+    assert_eq!(s.events().len(), 11);
+    let combined: Vec<_> = s
+        .events()
+        .into_iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("(combined from similar events): ")
+        })
+        .collect();
+    assert_eq!(combined.len(), 1, "{:?}", s.events());
+    assert_eq!(combined[0]["count"], 16);
+    assert_eq!(
+        combined[0]["message"],
+        "(combined from similar events): task 24 blocked"
+    );
     let st = exp.stats();
     assert_eq!(st.events_dropped_budget.load(Ordering::Relaxed), 5);
     assert_eq!(st.events_dropped(), 5);
     assert_eq!(st.events_sent.load(Ordering::Relaxed), 26);
+    exp.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn similar_events_are_combined_until_the_run_ends() {
+    let s = server().await;
+    let tuning = KubeTuning {
+        similar_events_window: Duration::from_millis(500),
+        ..fast()
+    };
+    let (exp, _) = KubeExporter::start_with_tuning(opts(&s), owned(), tuning)
+        .await
+        .unwrap();
+    let send = |i: usize| {
+        exp.report(&status(
+            "kernel-monitor",
+            vec![],
+            vec![event("TaskHung", &format!("task {i} blocked"))],
+        ))
+    };
+    for i in 0..12 {
+        send(i);
+    }
+    wait_for("12 written", Duration::from_secs(10), || {
+        exp.stats().events_sent.load(Ordering::Relaxed) == 12
+    })
+    .await;
+    // 9 single events + 1 combined (count 3).
+    assert_eq!(s.events().len(), 10, "{:?}", s.events());
+    // A repeat of a message seen in the run creates no new object: it patches its own
+    // event or (if the run forgot it, as client-go's does) the combined one.
+    send(0);
+    wait_for("13 written", Duration::from_secs(10), || {
+        exp.stats().events_sent.load(Ordering::Relaxed) == 13
+    })
+    .await;
+    assert_eq!(s.events().len(), 10);
+    let counts: Vec<u64> = s
+        .events()
+        .iter()
+        .map(|e| e["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts.iter().sum::<u64>(), 13, "{counts:?}");
+    // The run ends after the window: new messages are events of their own again.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    send(100);
+    wait_for("14 written", Duration::from_secs(10), || {
+        exp.stats().events_sent.load(Ordering::Relaxed) == 14
+    })
+    .await;
+    assert!(
+        s.events()
+            .iter()
+            .any(|e| e["message"] == "task 100 blocked" && e["count"] == 1),
+        "{:?}",
+        s.events()
+    );
+    let patches = s.requests_matching("PATCH", "/events/");
+    assert!(
+        patches
+            .iter()
+            .all(|p| p.body.as_ref().unwrap()["message"].is_string())
+    );
     exp.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -493,11 +575,13 @@ async fn client_side_rate_limit_honours_qps_and_burst() {
     for i in 0..11 {
         exp.report(&status("m", vec![], vec![event("E", &format!("e{i}"))]));
     }
+    // (The 10th and 11th are similar events: one combined object, written twice.)
     wait_for("11 events", Duration::from_secs(20), || {
-        s.events().len() == 11
+        exp.stats().events_sent.load(Ordering::Relaxed) == 11
     })
     .await;
     let reqs = s.requests();
+    assert_eq!(reqs.len(), 12);
     let span = reqs.last().unwrap().at - reqs[0].at;
     assert!(
         span >= Duration::from_millis(1800),

@@ -68,6 +68,11 @@ pub struct KubeTuning {
     pub event_refill: Duration,
     /// Relative heartbeat jitter (0.1 = +-10%).
     pub heartbeat_jitter: f64,
+    /// Similar events (same source, reason and type, different messages) are combined
+    /// once this many distinct messages were seen within `similar_events_window`.
+    pub similar_events_max: usize,
+    /// How long a run of similar events lasts without a new one.
+    pub similar_events_window: Duration,
 }
 
 impl Default for KubeTuning {
@@ -81,6 +86,9 @@ impl Default for KubeTuning {
             event_burst: 25,
             event_refill: Duration::from_secs(300),
             heartbeat_jitter: 0.1,
+            // client-go's EventAggregator: 10 distinct messages within 10 minutes.
+            similar_events_max: 10,
+            similar_events_window: Duration::from_secs(600),
         }
     }
 }
@@ -346,6 +354,8 @@ struct QueuedEvent {
     reason: String,
     message: String,
     attempts: u8,
+    /// Combined with similar events (decided once, before the first attempt).
+    combined: bool,
 }
 
 /// State shared between the handle and the writer task.
@@ -470,6 +480,7 @@ impl KubeExporter {
             events_rx,
             pending: VecDeque::new(),
             recent: EventCache::default(),
+            similar: SimilarEvents::default(),
             next_condition_attempt: None,
             next_heartbeat: None,
             next_event_attempt: None,
@@ -528,6 +539,7 @@ impl KubeExporter {
                             reason: e.reason.clone(),
                             message: e.message.clone(),
                             attempts: 0,
+                            combined: false,
                         });
                     } else {
                         self.inner
@@ -741,8 +753,60 @@ impl Api {
     }
 }
 
-/// (source, reason, message, type): what makes two events identical.
-type EventKey = (String, String, String, &'static str);
+/// (source, reason, message, type): what makes two events identical. The message is
+/// `None` for the one combined event of a run of similar events.
+type EventKey = (String, String, Option<String>, &'static str);
+
+/// The prefix client-go gives a combined event's message.
+const COMBINED_PREFIX: &str = "(combined from similar events): ";
+
+/// client-go's EventAggregator: events with the same source, reason and type but
+/// different messages are "similar". Once `max` distinct messages were seen within the
+/// window, further similar events are written as one combined event (message prefixed
+/// with [`COMBINED_PREFIX`], the latest message) whose count goes up, instead of one
+/// object each. Bounded like [`EventCache`].
+#[derive(Default)]
+struct SimilarEvents {
+    map: HashMap<(String, String, &'static str), SimilarRun>,
+    order: VecDeque<(String, String, &'static str)>,
+}
+
+struct SimilarRun {
+    messages: std::collections::HashSet<String>,
+    last: Instant,
+}
+
+impl SimilarEvents {
+    /// Records an event; true when it is to be combined.
+    fn observe(&mut self, e: &QueuedEvent, now: Instant, max: usize, window: Duration) -> bool {
+        let key = (e.source.clone(), e.reason.clone(), e.type_);
+        if !self.map.contains_key(&key) {
+            while self.order.len() >= EVENT_CACHE_CAP {
+                if let Some(old) = self.order.pop_front() {
+                    self.map.remove(&old);
+                }
+            }
+            self.order.push_back(key.clone());
+        }
+        let run = self.map.entry(key).or_insert_with(|| SimilarRun {
+            messages: std::collections::HashSet::new(),
+            last: now,
+        });
+        if now.saturating_duration_since(run.last) > window {
+            run.messages.clear();
+        }
+        run.last = now;
+        run.messages.insert(e.message.clone());
+        if run.messages.len() < max {
+            return false;
+        }
+        // As client-go: forget one message so the set stays below the limit.
+        if let Some(any) = run.messages.iter().next().cloned() {
+            run.messages.remove(&any);
+        }
+        true
+    }
+}
 
 /// Remembers recently written events so an identical repeat patches the existing object
 /// (client-go's EventLogger: an LRU of 4096 keys).
@@ -780,6 +844,7 @@ struct Worker {
     /// Events taken from the queue awaiting a retry (bounded: at most a handful).
     pending: VecDeque<QueuedEvent>,
     recent: EventCache,
+    similar: SimilarEvents,
     next_condition_attempt: Option<Instant>,
     next_heartbeat: Option<Instant>,
     next_event_attempt: Option<Instant>,
@@ -992,17 +1057,30 @@ impl Worker {
     async fn write_event(&mut self, mut e: QueuedEvent) {
         let ns = self.namespace().to_string();
         let node = self.inner.opts.node_name.clone();
+        if e.attempts == 0
+            && !e.combined
+            && self.similar.observe(
+                &e,
+                Instant::now(),
+                self.inner.tuning.similar_events_max,
+                self.inner.tuning.similar_events_window,
+            )
+        {
+            e.combined = true;
+            e.message = format!("{COMBINED_PREFIX}{}", e.message);
+        }
         let key = (
             e.source.clone(),
             e.reason.clone(),
-            e.message.clone(),
+            (!e.combined).then(|| e.message.clone()),
             e.type_,
         );
         let now = k8s_time(Timestamp::now());
         let result = if let Some(cached) = self.recent.map.get(&key) {
             let count = cached.count + 1;
             let name = cached.name.clone();
-            let body = json!({"count": count, "lastTimestamp": now});
+            // As client-go: the message too (a combined event shows the latest one).
+            let body = json!({"count": count, "lastTimestamp": now, "message": e.message});
             let req = hyper::Request::patch(format!("/api/v1/namespaces/{ns}/events/{name}"))
                 .header(
                     hyper::header::CONTENT_TYPE,
