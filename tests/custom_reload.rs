@@ -1,7 +1,8 @@
 //! Custom plugin monitors in the real binary against the in-repo test API server: a
 //! kubelet-style ConfigMap swap reloads them (new plugins run, kept conditions keep their
 //! state, dropped ones leave the Node, in-flight plugins are killed), an invalid new
-//! config is rejected while the old monitor keeps running.
+//! config is rejected while the old monitor keeps running, and a True condition restored
+//! from the Node at start stays True until the plugin reports otherwise.
 
 #[path = "support/apiserver.rs"]
 mod apiserver;
@@ -379,4 +380,89 @@ fn invalid_custom_config_is_rejected_and_the_old_monitor_keeps_running() {
     std::fs::write(&flag, "").unwrap();
     wait_node(&server, &d, "X", "False", "XOk");
     assert_eq!(local_conditions(&d, "X")[0]["status"], "False");
+}
+
+#[test]
+fn restored_plugin_condition_stays_true_until_the_plugin_reports() {
+    let (_rt, server) = start_server();
+    let dir = tempfile::tempdir().unwrap();
+    // A True condition set by the plugin before the agent restarted (during this boot).
+    let boot = npd::source::boot_time();
+    let set_at = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(90)).max(boot);
+    let set_at = set_at + jiff::SignedDuration::from_secs(1);
+    let stamp = set_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    server.set_condition(
+        NODE,
+        json!({"type": "X", "status": "True", "reason": "XBad", "message": "x broken before the restart",
+               "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}),
+    );
+    // The plugin's first run does not report until the gate file exists.
+    let gate = dir.path().join("gate");
+    let cfg = dir.path().join(CFG);
+    std::fs::write(
+        &cfg,
+        config(
+            &[cond("X", "XOk", "x ok")],
+            &[rule(
+                "permanent",
+                "X",
+                "XBad",
+                &format!(
+                    "while [ ! -e {} ]; do sleep 0.05; done; echo fine; exit 0",
+                    gate.display()
+                ),
+                json!({"timeout": "60s"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let d = start_daemon(dir.path(), &server, &cfg, &[]);
+
+    // The initial status has reached the Node: it carries the restored state.
+    let sent = wait_for(DEADLINE, || {
+        let p = patched(&server, 0, "X");
+        (!p.is_empty()).then_some(p)
+    })
+    .unwrap_or_else(|| panic!("no status PATCH with X\n{}", d.log()));
+    assert_eq!(sent[0]["status"], "True", "{sent:?}");
+    assert_eq!(
+        on_node(&server, "X").unwrap(),
+        (
+            "True".into(),
+            "XBad".into(),
+            "x broken before the restart".into(),
+            stamp.clone()
+        )
+    );
+    let local = local_conditions(&d, "X");
+    assert_eq!(local[0]["status"], "True", "{local:?}");
+    assert_eq!(
+        local[0]["lastTransitionTime"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap(),
+        stamp.parse::<jiff::Timestamp>().unwrap()
+    );
+    assert_eq!(
+        d.metric("problem_gauge{reason=\"XBad\",type=\"X\"}"),
+        Some(1.0),
+        "{}",
+        d.metrics()
+    );
+    let plugins = healthz_plugins(&d);
+    assert_eq!(plugins[0]["runs"], 0, "the plugin has not reported yet");
+    assert!(d.log().contains("restored custom plugin condition"));
+
+    // The plugin reports OK: now, and only now, the condition goes False.
+    std::fs::write(&gate, "").unwrap();
+    let x = wait_node(&server, &d, "X", "False", "XOk");
+    assert_ne!(x.3, stamp);
+    assert!(
+        patched(&server, 0, "X")
+            .iter()
+            .all(|c| c["status"] == "True" || c["reason"] == "XOk"),
+        "{:?}",
+        patched(&server, 0, "X")
+    );
 }

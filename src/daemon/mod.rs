@@ -383,6 +383,11 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
                     tracing::info!(condition = %cond.type_, reason = %cond.reason, "restored condition from the Node (set during this boot)");
                 }
             }
+            for m in customs.iter_mut() {
+                if m.restore_condition(cond) {
+                    tracing::info!(config = %m.config().path.display(), condition = %cond.type_, reason = %cond.reason, "restored custom plugin condition from the Node (set during this boot)");
+                }
+            }
         }
         shared.set_kube(exporter);
     }
