@@ -11,7 +11,7 @@ use custom_support::{config, sh_rule};
 use jiff::Timestamp;
 use npd::custom::{CustomMonitor, CustomPluginMonitor, PluginResult, PluginStatus};
 use npd::engine::ProblemMetrics;
-use npd::types::{ConditionStatus, Severity, Status};
+use npd::types::{Condition, ConditionStatus, Severity, Status};
 
 const COND: &str = r#"{"type": "C", "reason": "CIsFine", "message": "c is fine"}"#;
 
@@ -254,6 +254,134 @@ fn shared_condition_precedence_nonok_over_unknown_over_ok() {
         .apply(1, &res(PluginStatus::Ok, "b ok"), t(7), &mut metrics)
         .unwrap();
     assert_eq!(s.conditions[0].status, ConditionStatus::False);
+}
+
+fn true_condition(type_: &str, reason: &str, message: &str, at: Timestamp) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: ConditionStatus::True,
+        transition: at,
+        reason: reason.into(),
+        message: message.into(),
+    }
+}
+
+#[test]
+fn restored_condition_is_kept_until_the_rule_reports_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "",
+        COND,
+        &[sh_rule("permanent", "C", "CIsBroken", "exit 0", "")],
+    );
+    let mut m = CustomMonitor::new(&cfg, t(100));
+    let restored = true_condition("C", "CIsBroken", "was broken", t(10));
+    assert!(m.restore_condition(&restored));
+    assert!(!m.restore_condition(&true_condition("Other", "R", "", t(10))));
+    let mut metrics = ProblemMetrics::default();
+    m.init_metrics(&mut metrics);
+    assert_eq!(metrics.gauge("C", "CIsBroken"), Some(true));
+    // The initial status carries the restored state, transition time included.
+    assert_eq!(
+        m.initial_status().unwrap().conditions,
+        vec![restored.clone()]
+    );
+    // The same problem again: no change, no event, the original transition time stays.
+    assert!(
+        m.apply(
+            0,
+            &res(PluginStatus::NonOk, "still broken"),
+            t(101),
+            &mut metrics
+        )
+        .is_none()
+    );
+    assert_eq!(m.conditions()[0], restored);
+    // OK: back to the default.
+    let s = m
+        .apply(0, &res(PluginStatus::Ok, "fine"), t(102), &mut metrics)
+        .unwrap();
+    assert_eq!(s.conditions[0].status, ConditionStatus::False);
+    assert_eq!(s.conditions[0].transition, t(102));
+    assert_eq!(metrics.gauge("C", "CIsBroken"), Some(false));
+}
+
+#[test]
+fn reload_adopts_kept_conditions_and_defaults_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_cfg = config(
+        dir.path(),
+        "",
+        &format!(r#"{COND}, {{"type": "Gone", "reason": "GoneOk", "message": "m"}}"#),
+        &[
+            sh_rule("permanent", "C", "CIsBroken", "exit 1", ""),
+            sh_rule("permanent", "Gone", "GoneBad", "exit 1", ""),
+        ],
+    );
+    let mut old = CustomMonitor::new(&old_cfg, t(0));
+    let mut metrics = ProblemMetrics::default();
+    old.apply(0, &res(PluginStatus::NonOk, "broken"), t(1), &mut metrics)
+        .unwrap();
+    old.apply(1, &res(PluginStatus::NonOk, "gone"), t(1), &mut metrics)
+        .unwrap();
+    let new_cfg = config(
+        dir.path(),
+        "",
+        &format!(r#"{COND}, {{"type": "New", "reason": "NewOk", "message": "n"}}"#),
+        &[
+            sh_rule("permanent", "C", "CIsBroken", "exit 1", ""),
+            sh_rule("permanent", "New", "NewBad", "exit 1", ""),
+        ],
+    );
+    let mut new = CustomMonitor::new(&new_cfg, t(5));
+    new.adopt_state(&old);
+    let types: Vec<&str> = new.conditions().iter().map(|c| c.type_.as_str()).collect();
+    assert_eq!(types, ["C", "New"]);
+    assert_eq!(new.conditions()[0], old.conditions()[0]);
+    assert_eq!(new.conditions()[1].status, ConditionStatus::False);
+    assert_eq!(new.conditions()[1].transition, t(5));
+}
+
+#[test]
+fn carried_over_true_waits_for_every_rule_of_its_condition() {
+    // Two rules on one condition; after a restore (or reload) B, the one that set it
+    // True, has not reported yet when A reports OK: no flap to False and back.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "",
+        COND,
+        &[
+            sh_rule("permanent", "C", "A", "exit 0", ""),
+            sh_rule("permanent", "C", "B", "exit 1", ""),
+        ],
+    );
+    let mut m = CustomMonitor::new(&cfg, t(100));
+    let restored = true_condition("C", "B", "b bad", t(10));
+    m.restore_condition(&restored);
+    let mut metrics = ProblemMetrics::default();
+    assert!(
+        m.apply(0, &res(PluginStatus::Ok, "a ok"), t(101), &mut metrics)
+            .is_none()
+    );
+    assert_eq!(m.conditions()[0], restored);
+    assert!(
+        m.apply(1, &res(PluginStatus::NonOk, "b bad"), t(102), &mut metrics)
+            .is_none()
+    );
+    assert_eq!(m.conditions()[0], restored);
+    // Both have reported; both OK: False.
+    let s = m
+        .apply(1, &res(PluginStatus::Ok, "b ok"), t(103), &mut metrics)
+        .unwrap();
+    assert_eq!(s.conditions[0].status, ConditionStatus::False);
+    // Unknown and NonOK still act at once, whatever has not reported.
+    let mut m = CustomMonitor::new(&cfg, t(100));
+    let s = m
+        .apply(0, &res(PluginStatus::Unknown, "a ?"), t(101), &mut metrics)
+        .unwrap();
+    assert_eq!(s.conditions[0].status, ConditionStatus::Unknown);
 }
 
 /// Runs the monitor for `d`, returns what it sent.

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
+use support::configmap::ConfigMapDir;
 use support::daemon::{Daemon, http_get, wait_for};
 
 const RULES_V1: &str = r#"{
@@ -113,46 +114,6 @@ fn endpoints_metrics_and_graceful_shutdown() {
     d.signal(libc::SIGTERM);
     let code = d.wait_exit(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{}", d.log());
-}
-
-/// Lays out a directory the way the kubelet lays out a ConfigMap volume and swaps it the
-/// way the kubelet does: a new timestamped data directory, a `..data_tmp` symlink renamed
-/// over `..data`, per-key symlinks pointing through `..data`.
-struct ConfigMapDir {
-    root: std::path::PathBuf,
-    generation: u32,
-}
-
-impl ConfigMapDir {
-    fn new(root: &Path, files: &[(&str, &str)]) -> ConfigMapDir {
-        std::fs::create_dir_all(root).unwrap();
-        let mut d = ConfigMapDir {
-            root: root.to_path_buf(),
-            generation: 0,
-        };
-        d.update(files);
-        for (name, _) in files {
-            std::os::unix::fs::symlink(format!("..data/{name}"), root.join(name)).unwrap();
-        }
-        d
-    }
-
-    fn update(&mut self, files: &[(&str, &str)]) {
-        self.generation += 1;
-        let data = format!("..2026_11_23_10_00_00.{:09}", self.generation);
-        let dir = self.root.join(&data);
-        std::fs::create_dir(&dir).unwrap();
-        for (name, text) in files {
-            std::fs::write(dir.join(name), text).unwrap();
-        }
-        let tmp = self.root.join("..data_tmp");
-        std::os::unix::fs::symlink(&data, &tmp).unwrap();
-        let old = std::fs::read_link(self.root.join("..data")).ok();
-        std::fs::rename(&tmp, self.root.join("..data")).unwrap();
-        if let Some(old) = old {
-            std::fs::remove_dir_all(self.root.join(old)).unwrap();
-        }
-    }
 }
 
 #[test]

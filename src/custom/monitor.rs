@@ -10,7 +10,11 @@
 //! - True if any of its rules' latest result is NonOK (the first such rule in file order
 //!   gives reason and message);
 //! - else Unknown if any is Unknown (first such rule's message);
-//! - else False (default reason and message) once the rules that have reported are all OK.
+//! - else False (default reason and message) once every rule of the condition has
+//!   reported and all report OK. While some of its rules have not reported yet (the first
+//!   round after start or reload is staggered), OK results alone change nothing: a
+//!   condition restored from the Node or carried over by a reload keeps its state until
+//!   its rules have spoken, instead of flapping to False and back.
 //!
 //! With a single rule per condition this is exactly upstream's behaviour.
 
@@ -110,7 +114,8 @@ impl CustomMonitor {
     }
 
     /// Creates every rule's counter at 0 and every permanent rule's gauge at false, as
-    /// upstream does at start, when metrics reporting is on.
+    /// upstream does at start, when metrics reporting is on. A condition that is already
+    /// True (restored from the Node, or carried over by a reload) has its gauge at 1.
     pub fn init_metrics(&self, metrics: &mut ProblemMetrics) {
         if !self.metrics_reporting {
             return;
@@ -120,6 +125,40 @@ impl CustomMonitor {
                 metrics.set_gauge(&rule.condition, &rule.reason, false);
             }
             metrics.increment(&rule.reason, 0);
+        }
+        for c in &self.conditions {
+            if c.status == ConditionStatus::True {
+                metrics.set_gauge(&c.type_, &c.reason, true);
+            }
+        }
+    }
+
+    /// Takes over a condition's state from the live Node at start (`--restore-conditions`):
+    /// status, reason, message and transition time are kept until this monitor's rules
+    /// report otherwise. Types this monitor does not declare are ignored. Returns whether
+    /// the type is one of this monitor's.
+    pub fn restore_condition(&mut self, condition: &Condition) -> bool {
+        let Some(c) = self
+            .conditions
+            .iter_mut()
+            .find(|c| c.type_ == condition.type_)
+        else {
+            return false;
+        };
+        *c = condition.clone();
+        true
+    }
+
+    /// Carries condition state over from the monitor this one replaces (hot reload):
+    /// every condition type both declare keeps its current status, reason, message and
+    /// transition time; types only the new config declares start at their defaults.
+    /// Plugin results are not carried over (the rules may have changed): the new rules'
+    /// first results decide, by the usual precedence.
+    pub fn adopt_state(&mut self, old: &CustomMonitor) {
+        for c in &mut self.conditions {
+            if let Some(o) = old.conditions.iter().find(|o| o.type_ == c.type_) {
+                *c = o.clone();
+            }
         }
     }
 
@@ -176,14 +215,19 @@ impl CustomMonitor {
     }
 
     /// The combined result of all permanent rules of `condition` (see the module docs):
-    /// (status, reason of the deciding rule, message).
+    /// (status, reason of the deciding rule, message). None while nothing decides: no
+    /// rule has reported, or those that have are OK and others have not reported yet.
     fn combined(&self, condition: &str) -> Option<(PluginStatus, String, String)> {
         let mut best: Option<(PluginStatus, String, String)> = None;
+        let mut pending = false;
         for (rule, latest) in self.rules.iter().zip(&self.latest) {
             if rule.kind != CustomRuleKind::Permanent || rule.condition != condition {
                 continue;
             }
-            let Some(r) = latest else { continue };
+            let Some(r) = latest else {
+                pending = true;
+                continue;
+            };
             let rank = |s: PluginStatus| match s {
                 PluginStatus::Ok => 0,
                 PluginStatus::Unknown => 1,
@@ -195,6 +239,13 @@ impl CustomMonitor {
             {
                 best = Some((r.status, rule.reason.clone(), r.message.clone()));
             }
+        }
+        if pending
+            && best
+                .as_ref()
+                .is_some_and(|(s, _, _)| *s == PluginStatus::Ok)
+        {
+            return None;
         }
         best
     }

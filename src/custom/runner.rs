@@ -360,16 +360,34 @@ impl CustomPluginMonitor {
         self.health.clone()
     }
 
+    /// The current conditions (defaults, restored or carried over until it runs).
+    pub fn conditions(&self) -> &[crate::types::Condition] {
+        self.monitor.conditions()
+    }
+
+    /// Takes over a condition restored from the live Node at start; see
+    /// [`CustomMonitor::restore_condition`]. Returns whether the type is this monitor's.
+    pub fn restore_condition(&mut self, condition: &crate::types::Condition) -> bool {
+        self.monitor.restore_condition(condition)
+    }
+
+    /// Carries condition state over from the stopped monitor this one replaces (hot
+    /// reload); see [`CustomMonitor::adopt_state`].
+    pub fn adopt_state(&mut self, old: &CustomMonitor) {
+        self.monitor.adopt_state(old);
+    }
+
     /// Runs every rule on its interval until `stop` becomes true (or its sender is
     /// dropped) or `tx` is closed. Sends the initial status first (unless
     /// `skip_initial_status`), then one Status per result that produced an event.
-    /// Running plugins are killed (their whole group) when it returns.
+    /// Running plugins are killed (their whole group) before it returns. Returns the
+    /// monitor's final state, for a reload to carry over.
     pub async fn run(
         self,
         tx: mpsc::Sender<Status>,
         metrics: Arc<Mutex<ProblemMetrics>>,
         mut stop: watch::Receiver<bool>,
-    ) {
+    ) -> CustomMonitor {
         let CustomPluginMonitor {
             config,
             mut monitor,
@@ -379,7 +397,7 @@ impl CustomPluginMonitor {
         if let Some(s) = monitor.initial_status()
             && tx.send(s).await.is_err()
         {
-            return;
+            return monitor;
         }
         let sem = Arc::new(Semaphore::new(config.concurrency));
         let n = config.rules.len().max(1) as u32;
@@ -435,6 +453,7 @@ impl CustomPluginMonitor {
         }
         // Dropping the tasks drops their in-flight runs; each run's guard kills its group.
         tasks.shutdown().await;
+        monitor
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::admin;
 use crate::cli::DaemonArgs;
 use crate::config::{MonitorConfig, Plugin, load_monitor_config};
-use crate::custom::CustomPluginMonitor;
+use crate::custom::{CustomMonitor, CustomPluginConfig, CustomPluginMonitor};
 use crate::engine::Monitor;
 use crate::exporter::kube::{KubeExporter, KubeOptions, resolve_node_name};
 use crate::source::filelog::FilelogSource;
@@ -61,6 +61,86 @@ pub(crate) struct RunningMonitor {
     pub config: MonitorConfig,
     pub control: mpsc::Sender<Control>,
     pub stop: Arc<StopSignal>,
+}
+
+/// How long stopping a custom plugin monitor may take (its in-flight plugins are killed
+/// at once; this only bounds a stuck task).
+const CUSTOM_STOP_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A custom plugin monitor running in the daemon: its task and what stops it.
+pub(crate) struct RunningCustom {
+    pub config: CustomPluginConfig,
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Runs the monitor and publishes its Statuses; returns its final state once every
+    /// Status it produced has been published.
+    task: tokio::task::JoinHandle<CustomMonitor>,
+}
+
+impl RunningCustom {
+    /// Asks the monitor to stop without waiting (shutdown stops them all at once).
+    pub(crate) fn request_stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Stops the monitor: in-flight plugins are killed (their whole process group) and
+    /// every Status it produced is published. Returns its final state, or None if the
+    /// task did not end within [`CUSTOM_STOP_DEADLINE`] (it is then aborted).
+    pub(crate) async fn stop(self) -> Option<CustomMonitor> {
+        self.request_stop();
+        let path = self.config.path.display().to_string();
+        let abort = self.task.abort_handle();
+        match tokio::time::timeout(CUSTOM_STOP_DEADLINE, self.task).await {
+            Ok(Ok(state)) => Some(state),
+            Ok(Err(e)) => {
+                tracing::error!(config = %path, "custom plugin monitor task failed: {e}");
+                None
+            }
+            Err(_) => {
+                abort.abort();
+                tracing::error!(config = %path, "custom plugin monitor did not stop in time; aborted");
+                None
+            }
+        }
+    }
+}
+
+/// Starts a custom plugin monitor: registers its health (replacing the monitor of the
+/// same config, if any) and its condition types, and spawns its task, which publishes
+/// every Status under the config path.
+pub(crate) fn start_custom(shared: &Arc<Shared>, monitor: CustomPluginMonitor) -> RunningCustom {
+    let config = monitor.config().clone();
+    let key = config.path.display().to_string();
+    shared.register_plugin(monitor.health());
+    shared.set_custom_condition_types(
+        &key,
+        unique_types(config.conditions.iter().map(|c| c.type_.as_str())),
+    );
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let (tx, mut rx) = mpsc::channel::<Status>(64);
+    let run = monitor.run(tx, shared.metrics_handle(), stop_rx);
+    let fwd_shared = shared.clone();
+    let task = tokio::spawn(async move {
+        // The forwarder ends when `run` returns and drops its sender, so awaiting this
+        // task means every Status of this monitor has been published: a stopped
+        // monitor cannot publish after the monitor that replaces it.
+        let forward = async {
+            while let Some(s) = rx.recv().await {
+                fwd_shared.publish(&key, &s);
+            }
+        };
+        let (state, ()) = tokio::join!(run, forward);
+        state
+    });
+    RunningCustom { config, stop, task }
+}
+
+/// Loads one custom plugin monitor config and builds its monitor, with warnings logged.
+pub(crate) fn load_custom(path: &Path) -> Result<CustomPluginMonitor, String> {
+    let loaded = CustomPluginMonitor::load(path).map_err(|e| e.to_string())?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(loaded.config)
 }
 
 /// Creates the live source for a config.
@@ -265,16 +345,11 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
     let shared = Shared::new(args.apiserver_wait_timeout, args.source_stall_timeout);
     let mut customs = Vec::new();
     for path in &custom_paths {
-        match CustomPluginMonitor::load(path) {
-            Ok(l) => {
-                for w in &l.warnings {
-                    tracing::warn!("{w}");
-                }
-                customs.push(l.config);
-            }
+        match load_custom(path) {
+            Ok(m) => customs.push(m),
             Err(e) => {
                 tracing::error!("custom plugin monitor not started: {e}");
-                failures.push(e.to_string());
+                failures.push(e);
             }
         }
     }
@@ -283,7 +358,6 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
             .iter()
             .flat_map(|c| c.config().conditions.iter().map(|x| x.type_.as_str())),
     );
-    shared.set_custom_condition_types(custom_types.clone());
 
     // The admin server starts first and answers 503 until the monitors run.
     if args.port != 0 {
@@ -309,6 +383,11 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
                     tracing::info!(condition = %cond.type_, reason = %cond.reason, "restored condition from the Node (set during this boot)");
                 }
             }
+            for m in customs.iter_mut() {
+                if m.restore_condition(cond) {
+                    tracing::info!(config = %m.config().path.display(), condition = %cond.type_, reason = %cond.reason, "restored custom plugin condition from the Node (set during this boot)");
+                }
+            }
         }
         shared.set_kube(exporter);
     }
@@ -328,31 +407,27 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
             }
         }
     }
-    let (custom_stop, custom_stop_rx) = tokio::sync::watch::channel(false);
-    let custom_count = customs.len();
+    let mut running_custom = Vec::new();
     for monitor in customs {
-        let key = monitor.config().path.display().to_string();
-        tracing::info!(config = %key, rules = monitor.config().rules.len(), "custom plugin monitor started");
-        shared.register_plugin(monitor.health());
-        let (tx, mut rx) = mpsc::channel::<Status>(64);
-        tokio::spawn(monitor.run(tx, shared.metrics_handle(), custom_stop_rx.clone()));
-        let fwd = shared.clone();
-        tokio::spawn(async move {
-            while let Some(s) = rx.recv().await {
-                fwd.publish(&key, &s);
-            }
-        });
+        tracing::info!(config = %monitor.config().path.display(), rules = monitor.config().rules.len(), "custom plugin monitor started");
+        running_custom.push(start_custom(&shared, monitor));
     }
-    if running.is_empty() && custom_count == 0 {
+    if running.is_empty() && running_custom.is_empty() {
         return Err(DaemonError::NothingStarted(failures));
     }
     shared.set_ready();
     crate::footprint::release_startup_pages();
 
     let reloader = if args.watch_config {
-        reload::spawn(shared.clone(), paths.clone(), running)
+        reload::spawn(
+            shared.clone(),
+            paths.clone(),
+            custom_paths.clone(),
+            running,
+            running_custom,
+        )
     } else {
-        reload::hold(running)
+        reload::hold(running, running_custom)
     };
 
     wait_for_signal().await;
@@ -363,7 +438,6 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
         tracing::warn!("second signal: exiting now");
         std::process::exit(1);
     });
-    let _ = custom_stop.send(true);
     reloader.stop_all().await;
     if let Some(kube) = shared.take_kube() {
         let _ = tokio::time::timeout(

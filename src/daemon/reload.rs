@@ -1,6 +1,11 @@
 //! Hot reload: watch the config files' directories and swap monitors when the files
 //! change. A ConfigMap volume update arrives as an atomic swap of the `..data` symlink in
 //! the mounted directory, so we watch directories, not files, and compare contents.
+//!
+//! Both kinds of config reload together, all or nothing: system log monitors (the rules
+//! are swapped in the running task, see [`super::Control::Swap`]) and custom plugin
+//! monitors (a changed config stops the old monitor, killing its in-flight plugins, and
+//! starts the new one with the state of the conditions both declare).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,35 +18,52 @@ use notify::Watcher;
 use tokio::sync::{Mutex, mpsc};
 
 use super::{
-    Control, RunningMonitor, Shared, load_monitor, owned_types, same_source, start_monitor,
+    Control, RunningCustom, RunningMonitor, Shared, load_custom, load_monitor, owned_types,
+    same_source, start_custom, start_monitor,
 };
+use crate::custom::CustomPluginMonitor;
 use crate::types::{Event, Severity, Status};
 
 /// Wait after the last change before reloading: the kubelet's swap and editors' saves
 /// produce bursts of events.
 const DEBOUNCE: Duration = Duration::from_millis(500);
 
+/// The monitors the daemon runs.
+pub(crate) struct Running {
+    /// System log monitors.
+    pub logs: Vec<RunningMonitor>,
+    /// Custom plugin monitors.
+    pub customs: Vec<RunningCustom>,
+}
+
 /// Owns the running monitors for the daemon's lifetime.
 pub(crate) struct Reloader {
-    running: Arc<Mutex<Vec<RunningMonitor>>>,
+    running: Arc<Mutex<Running>>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl Reloader {
-    /// Stops every monitor and its source.
+    /// Stops every monitor and its source, and every custom plugin monitor (their
+    /// in-flight plugins are killed).
     pub(crate) async fn stop_all(self) {
         let mut running = self.running.lock().await;
-        for r in running.drain(..) {
+        for r in &running.customs {
+            r.request_stop();
+        }
+        for r in running.logs.drain(..) {
             r.stop.set();
             let _ = r.control.send(Control::Stop).await;
+        }
+        for r in running.customs.drain(..) {
+            r.stop().await;
         }
     }
 }
 
 /// Keeps the monitors without watching for changes (`--watch-config=false`).
-pub(crate) fn hold(running: Vec<RunningMonitor>) -> Reloader {
+pub(crate) fn hold(logs: Vec<RunningMonitor>, customs: Vec<RunningCustom>) -> Reloader {
     Reloader {
-        running: Arc::new(Mutex::new(running)),
+        running: Arc::new(Mutex::new(Running { logs, customs })),
         _watcher: None,
     }
 }
@@ -53,13 +75,16 @@ fn read_all(paths: &[PathBuf]) -> HashMap<PathBuf, Option<Vec<u8>>> {
         .collect()
 }
 
-/// Starts watching the directories of `paths` and reloading on change.
+/// Starts watching the directories of the system log monitor configs (`paths`) and the
+/// custom plugin monitor configs (`custom_paths`) and reloading on change.
 pub(crate) fn spawn(
     shared: Arc<Shared>,
     paths: Vec<PathBuf>,
-    running: Vec<RunningMonitor>,
+    custom_paths: Vec<PathBuf>,
+    logs: Vec<RunningMonitor>,
+    customs: Vec<RunningCustom>,
 ) -> Reloader {
-    let running = Arc::new(Mutex::new(running));
+    let running = Arc::new(Mutex::new(Running { logs, customs }));
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         // Only changes matter. Opens and reads (our own re-reads of the configs, a
@@ -86,6 +111,7 @@ pub(crate) fn spawn(
     };
     let mut dirs: Vec<PathBuf> = paths
         .iter()
+        .chain(&custom_paths)
         .map(|p| {
             p.parent()
                 .filter(|d| !d.as_os_str().is_empty())
@@ -102,17 +128,18 @@ pub(crate) fn spawn(
     }
     let task_running = running.clone();
     tokio::spawn(async move {
-        let mut last = read_all(&paths);
+        let all: Vec<PathBuf> = paths.iter().chain(&custom_paths).cloned().collect();
+        let mut last = read_all(&all);
         while rx.recv().await.is_some() {
             tokio::time::sleep(DEBOUNCE).await;
             while rx.try_recv().is_ok() {}
-            let now = read_all(&paths);
+            let now = read_all(&all);
             if now == last {
                 continue;
             }
             last = now;
             let mut guard = task_running.lock().await;
-            reload(&shared, &paths, &mut guard).await;
+            reload(&shared, &paths, &custom_paths, &mut guard).await;
         }
     });
     Reloader {
@@ -121,17 +148,26 @@ pub(crate) fn spawn(
     }
 }
 
-/// Loads every config again; applies all or nothing.
+/// Loads every config again (system log and custom plugin monitors); applies all or
+/// nothing.
 pub(crate) async fn reload(
     shared: &Arc<Shared>,
     paths: &[PathBuf],
-    running: &mut Vec<RunningMonitor>,
+    custom_paths: &[PathBuf],
+    running: &mut Running,
 ) {
     let mut loaded = Vec::new();
+    let mut loaded_custom = Vec::new();
     let mut errors = Vec::new();
     for p in paths {
         match load_monitor(p) {
             Ok(x) => loaded.push(x),
+            Err(e) => errors.push(e),
+        }
+    }
+    for p in custom_paths {
+        match load_custom(p) {
+            Ok(x) => loaded_custom.push(x),
             Err(e) => errors.push(e),
         }
     }
@@ -157,10 +193,47 @@ pub(crate) async fn reload(
         return;
     }
     let now = Timestamp::now();
+
+    // Custom plugin monitors whose config changed (or that did not start before) are
+    // stopped first: once they have stopped nothing reports the types they drop, and
+    // their final state is what the new monitors take over.
+    let mut to_start: Vec<CustomPluginMonitor> = Vec::new();
+    for mut monitor in loaded_custom {
+        let pos = running
+            .customs
+            .iter()
+            .position(|r| r.config.path == monitor.config().path);
+        if let Some(i) = pos {
+            if running.customs[i].config == *monitor.config() {
+                continue; // unchanged: keeps running, nothing restarts
+            }
+            let old = running.customs.remove(i);
+            if let Some(state) = old.stop().await {
+                monitor.adopt_state(&state);
+            }
+        }
+        to_start.push(monitor);
+    }
+    for m in &to_start {
+        shared.set_custom_condition_types(
+            &m.config().path.display().to_string(),
+            super::unique_types(m.config().conditions.iter().map(|c| c.type_.as_str())),
+        );
+    }
+
+    // Ownership changes before the new monitors report: a type that only the new
+    // configs declare is accepted from their first Status, one they dropped leaves the
+    // exporter (and, with --delete-removed-conditions, the Node).
     let custom = shared.custom_condition_types();
     let types = owned_types(loaded.iter().map(|(c, _)| c), &custom);
+    shared.with_kube(|k| k.set_owned_condition_types(types));
+
     for (config, monitor) in loaded {
-        let pos = running.iter().position(|r| r.config.path == config.path);
+        let pos = running
+            .logs
+            .iter()
+            .position(|r| r.config.path == config.path);
+        let running = &mut running.logs;
         match pos {
             Some(i) if same_source(&running[i].config, &config) => {
                 if running[i]
@@ -189,7 +262,19 @@ pub(crate) async fn reload(
             }
         }
     }
-    shared.with_kube(|k| k.set_owned_condition_types(types));
+
+    for monitor in to_start {
+        let key = monitor.config().path.display().to_string();
+        // /conditions shows the new monitor's conditions at once (dropped types gone,
+        // kept ones as they were), even if it skips its initial status.
+        shared.set_conditions(
+            &key,
+            &monitor.config().source,
+            monitor.conditions().to_vec(),
+        );
+        tracing::info!(config = %key, rules = monitor.config().rules.len(), "custom plugin monitor restarted with the new config");
+        running.customs.push(start_custom(shared, monitor));
+    }
     shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
     tracing::info!("config reloaded");
 }

@@ -34,7 +34,8 @@ pub struct MonitorInfo {
 pub struct Shared {
     metrics: Arc<Mutex<ProblemMetrics>>,
     plugins: Mutex<Vec<Arc<PluginHealth>>>,
-    custom_condition_types: Mutex<Vec<String>>,
+    /// Condition types of each custom plugin monitor, by config path, in start order.
+    custom_condition_types: Mutex<Vec<(String, Vec<String>)>>,
     monitors: Mutex<Vec<MonitorInfo>>,
     conditions: Mutex<BTreeMap<String, (String, Vec<Condition>)>>,
     kube: Mutex<Option<KubeExporter>>,
@@ -85,19 +86,41 @@ impl Shared {
         self.metrics.clone()
     }
 
-    /// Registers a custom plugin monitor's health.
+    /// Registers a custom plugin monitor's health. A monitor of the same config path
+    /// (the one a reload replaces) is replaced in place, so `/healthz` lists every rule
+    /// once.
     pub fn register_plugin(&self, health: Arc<PluginHealth>) {
-        lock(&self.plugins).push(health);
+        let mut plugins = lock(&self.plugins);
+        match plugins
+            .iter_mut()
+            .find(|p| p.config_path() == health.config_path())
+        {
+            Some(slot) => *slot = health,
+            None => plugins.push(health),
+        }
     }
 
-    /// Records the condition types owned by custom plugin monitors (not reloaded).
-    pub fn set_custom_condition_types(&self, types: Vec<String>) {
-        *lock(&self.custom_condition_types) = types;
+    /// Records the condition types the custom plugin monitor of `config_path` owns,
+    /// replacing what that config declared before (reload).
+    pub fn set_custom_condition_types(&self, config_path: &str, types: Vec<String>) {
+        let mut all = lock(&self.custom_condition_types);
+        match all.iter_mut().find(|(k, _)| k == config_path) {
+            Some((_, t)) => *t = types,
+            None => all.push((config_path.to_string(), types)),
+        }
     }
 
-    /// The condition types owned by custom plugin monitors.
+    /// The condition types owned by custom plugin monitors: every config's, in start
+    /// order, without duplicates.
     pub fn custom_condition_types(&self) -> Vec<String> {
-        lock(&self.custom_condition_types).clone()
+        let all = lock(&self.custom_condition_types);
+        let mut types: Vec<String> = Vec::new();
+        for t in all.iter().flat_map(|(_, t)| t) {
+            if !types.contains(t) {
+                types.push(t.clone());
+            }
+        }
+        types
     }
 
     /// Health of every custom plugin monitor.
@@ -131,6 +154,12 @@ impl Shared {
         }
     }
 
+    /// Records a monitor's current conditions for `/conditions` only, without reporting
+    /// them to the exporters (a reloaded monitor that skips its initial status).
+    pub fn set_conditions(&self, key: &str, source: &str, conditions: Vec<Condition>) {
+        lock(&self.conditions).insert(key.to_string(), (source.to_string(), conditions));
+    }
+
     /// Current conditions by monitor key: (source, conditions).
     pub fn conditions(&self) -> BTreeMap<String, (String, Vec<Condition>)> {
         lock(&self.conditions).clone()
@@ -159,5 +188,63 @@ impl Shared {
     /// Whether start-up is complete.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::custom::CustomPluginMonitor;
+    use crate::custom::config::parse_custom_config;
+
+    fn health(path: &str, reasons: &[&str]) -> Arc<PluginHealth> {
+        let rules: Vec<String> = reasons
+            .iter()
+            .map(|r| format!(r#"{{"type":"temporary","reason":"{r}","path":"/bin/true"}}"#))
+            .collect();
+        let text = format!(r#"{{"plugin":"custom","rules":[{}]}}"#, rules.join(","));
+        let config = parse_custom_config(std::path::Path::new(path), &text)
+            .unwrap()
+            .config;
+        CustomPluginMonitor::new(config).unwrap().health()
+    }
+
+    #[test]
+    fn register_plugin_replaces_the_same_config() {
+        let s = Shared::new(Duration::from_secs(1));
+        s.register_plugin(health("/c/a.json", &["A1", "A2"]));
+        s.register_plugin(health("/c/b.json", &["B"]));
+        s.register_plugin(health("/c/a.json", &["A3"]));
+        let p = s.plugins();
+        let got: Vec<(String, Vec<String>)> = p
+            .iter()
+            .map(|h| {
+                (
+                    h.config_path().to_string(),
+                    h.rules().into_iter().map(|r| r.reason).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/c/a.json".to_string(), vec!["A3".to_string()]),
+                ("/c/b.json".to_string(), vec!["B".to_string()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn custom_condition_types_are_kept_per_config() {
+        let s = Shared::new(Duration::from_secs(1));
+        let v = |t: &[&str]| t.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        s.set_custom_condition_types("a.json", v(&["X", "Y"]));
+        s.set_custom_condition_types("b.json", v(&["Y", "Z"]));
+        assert_eq!(s.custom_condition_types(), v(&["X", "Y", "Z"]));
+        // Reload of a.json drops Y there; b.json still owns it.
+        s.set_custom_condition_types("a.json", v(&["W"]));
+        assert_eq!(s.custom_condition_types(), v(&["W", "Y", "Z"]));
+        s.set_custom_condition_types("b.json", v(&[]));
+        assert_eq!(s.custom_condition_types(), v(&["W"]));
     }
 }
