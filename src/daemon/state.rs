@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn register_plugin_replaces_the_same_config() {
-        let s = Shared::new(Duration::from_secs(1));
+        let s = Shared::new(Duration::from_secs(1), Duration::ZERO);
         s.register_plugin(health("/c/a.json", &["A1", "A2"]));
         s.register_plugin(health("/c/b.json", &["B"]));
         s.register_plugin(health("/c/a.json", &["A3"]));
@@ -236,7 +236,7 @@ mod tests {
 
     #[test]
     fn custom_condition_types_are_kept_per_config() {
-        let s = Shared::new(Duration::from_secs(1));
+        let s = Shared::new(Duration::from_secs(1), Duration::ZERO);
         let v = |t: &[&str]| t.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         s.set_custom_condition_types("a.json", v(&["X", "Y"]));
         s.set_custom_condition_types("b.json", v(&["Y", "Z"]));
