@@ -220,7 +220,14 @@ impl Monitor {
         for rule in &self.rules {
             match rule.cfg.kind {
                 RuleKind::Permanent => {
-                    metrics.set_gauge(&rule.cfg.condition, &rule.cfg.reason, false);
+                    // 1 for a condition already True with this reason (restored from the
+                    // Node, or carried over by a reload), else 0.
+                    let active = self.conditions.iter().any(|c| {
+                        c.type_ == rule.cfg.condition
+                            && c.status == ConditionStatus::True
+                            && c.reason == rule.cfg.reason
+                    });
+                    metrics.set_gauge(&rule.cfg.condition, &rule.cfg.reason, active);
                     metrics.increment(&rule.cfg.reason, 0);
                 }
                 RuleKind::Temporary => metrics.increment(&rule.cfg.reason, 0),

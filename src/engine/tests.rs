@@ -93,6 +93,29 @@ fn permanent_rule_changes_condition_once() {
 }
 
 #[test]
+fn gauge_follows_restored_and_carried_over_conditions() {
+    let mut m = monitor(KERNEL, MatchStrategy::Fast);
+    let mut pm = ProblemMetrics::default();
+    m.init_metrics(&mut pm);
+    assert_eq!(pm.gauge("KernelDeadlock", "DockerHung"), Some(false));
+    // Restored True from the Node at start: the gauge says so before any line.
+    assert!(m.restore_condition(&Condition {
+        type_: "KernelDeadlock".into(),
+        status: ConditionStatus::True,
+        transition: ts(1),
+        reason: "DockerHung".into(),
+        message: "task docker:1 blocked".into(),
+    }));
+    m.init_metrics(&mut pm);
+    assert_eq!(pm.gauge("KernelDeadlock", "DockerHung"), Some(true));
+    // A reload carries the True condition over: the new monitor's gauge stays 1.
+    let mut new = monitor(KERNEL, MatchStrategy::Fast);
+    new.adopt_state(&m);
+    new.init_metrics(&mut pm);
+    assert_eq!(pm.gauge("KernelDeadlock", "DockerHung"), Some(true));
+}
+
+#[test]
 fn multi_line_rule_matches_across_lines_with_suffix() {
     for strategy in [MatchStrategy::Fast, MatchStrategy::Plain] {
         let mut m = monitor(KERNEL, strategy);
