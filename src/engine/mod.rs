@@ -217,21 +217,29 @@ impl Monitor {
         if !self.metrics_reporting {
             return;
         }
+        let active = |rule: &&CompiledRule| {
+            self.conditions.iter().any(|c| {
+                c.type_ == rule.cfg.condition
+                    && c.status == ConditionStatus::True
+                    && c.reason == rule.cfg.reason
+            })
+        };
         for rule in &self.rules {
             match rule.cfg.kind {
                 RuleKind::Permanent => {
-                    // 1 for a condition already True with this reason (restored from the
-                    // Node, or carried over by a reload), else 0.
-                    let active = self.conditions.iter().any(|c| {
-                        c.type_ == rule.cfg.condition
-                            && c.status == ConditionStatus::True
-                            && c.reason == rule.cfg.reason
-                    });
-                    metrics.set_gauge(&rule.cfg.condition, &rule.cfg.reason, active);
+                    metrics.set_gauge(&rule.cfg.condition, &rule.cfg.reason, false);
                     metrics.increment(&rule.cfg.reason, 0);
                 }
                 RuleKind::Temporary => metrics.increment(&rule.cfg.reason, 0),
                 RuleKind::Recovery => {}
+            }
+        }
+        // Then 1 for a condition already True with this reason (restored from the Node,
+        // or carried over by a reload). Last, because setting a type's gauge for one
+        // reason zeroes its other reasons.
+        for rule in self.rules.iter().filter(active) {
+            if rule.cfg.kind == RuleKind::Permanent {
+                metrics.set_gauge(&rule.cfg.condition, &rule.cfg.reason, true);
             }
         }
     }

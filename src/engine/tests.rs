@@ -94,7 +94,17 @@ fn permanent_rule_changes_condition_once() {
 
 #[test]
 fn gauge_follows_restored_and_carried_over_conditions() {
-    let mut m = monitor(KERNEL, MatchStrategy::Fast);
+    // Two reasons for one condition; the restored one comes first in the rules, so a
+    // later reason's 0 must not zero it.
+    const TWO: &str = r#"{
+      "plugin": "kmsg", "source": "kernel-monitor",
+      "conditions": [{"type": "KernelDeadlock", "reason": "KernelHasNoDeadlock", "message": "ok"}],
+      "rules": [
+        {"type": "permanent", "condition": "KernelDeadlock", "reason": "DockerHung", "pattern": "docker hung"},
+        {"type": "permanent", "condition": "KernelDeadlock", "reason": "AUFSUmountHung", "pattern": "aufs hung"}
+      ]
+    }"#;
+    let mut m = monitor(TWO, MatchStrategy::Fast);
     let mut pm = ProblemMetrics::default();
     m.init_metrics(&mut pm);
     assert_eq!(pm.gauge("KernelDeadlock", "DockerHung"), Some(false));
@@ -108,11 +118,13 @@ fn gauge_follows_restored_and_carried_over_conditions() {
     }));
     m.init_metrics(&mut pm);
     assert_eq!(pm.gauge("KernelDeadlock", "DockerHung"), Some(true));
+    assert_eq!(pm.gauge("KernelDeadlock", "AUFSUmountHung"), Some(false));
     // A reload carries the True condition over: the new monitor's gauge stays 1.
-    let mut new = monitor(KERNEL, MatchStrategy::Fast);
+    let mut new = monitor(TWO, MatchStrategy::Fast);
     new.adopt_state(&m);
     new.init_metrics(&mut pm);
     assert_eq!(pm.gauge("KernelDeadlock", "DockerHung"), Some(true));
+    assert_eq!(pm.gauge("KernelDeadlock", "AUFSUmountHung"), Some(false));
 }
 
 #[test]
