@@ -172,6 +172,8 @@ fn configmap_swap_reloads_rules_and_rejects_broken_config() {
         "condition state lost on reload: {body}"
     );
     assert_eq!(counter(&d, "DockerHung"), Some(1.0), "old lines re-read");
+    let gauge = "problem_gauge{reason=\"DockerHung\",type=\"KernelDeadlock\"}";
+    assert_eq!(d.metric(gauge), Some(1.0), "gauge reset by the reload");
 
     // A broken config is rejected; the last good one keeps running.
     cmdir.update(&[("kernel-monitor-filelog.json", "{ not json")]);
@@ -194,6 +196,30 @@ fn configmap_swap_reloads_rules_and_rejects_broken_config() {
             .filter(|v| *v == 2.0))
         .is_some()
     );
+
+    // v3 drops the DockerHung rule: its gauge series goes away instead of staying at 1.
+    let v3 = v2.replace(
+        r#"{"type": "permanent", "condition": "KernelDeadlock", "reason": "DockerHung", "pattern": "task docker:\\w+ blocked for more than \\w+ seconds\\."}"#,
+        r#"{"type": "permanent", "condition": "KernelDeadlock", "reason": "KernelHung", "pattern": "kernel hung"}"#,
+    );
+    assert_ne!(v3, v2);
+    cmdir.update(&[("kernel-monitor-filelog.json", &v3)]);
+    let reloaded = wait_for(Duration::from_secs(10), || {
+        d.metric("npd_config_reloads_total{result=\"success\"}")
+            .filter(|v| *v == 2.0)
+    });
+    assert!(reloaded.is_some(), "{}\n{}", d.metrics(), d.log());
+    assert_eq!(d.metric(gauge), None, "{}", d.metrics());
+    // The new rule's gauge appears once the monitor has swapped in the new rules.
+    assert!(
+        wait_for(Duration::from_secs(10), || d.metric(
+            "problem_gauge{reason=\"KernelHung\",type=\"KernelDeadlock\"}"
+        ))
+        .is_some(),
+        "{}",
+        d.metrics()
+    );
+    assert_eq!(d.metric(gauge), None, "{}", d.metrics());
 }
 
 #[test]

@@ -37,6 +37,14 @@ impl ProblemMetrics {
             .insert((type_.to_string(), reason.to_string()), value);
     }
 
+    /// Removes the `problem_gauge` series whose (type, reason) no config declares any
+    /// more (after a reload), so a dropped rule does not leave a gauge stuck at 1.
+    pub fn retain_gauges(&mut self, keep: impl Fn(&str, &str) -> bool) {
+        self.gauges.retain(|(t, r), _| keep(t, r));
+        self.last_reason
+            .retain(|t, r| self.gauges.contains_key(&(t.clone(), r.clone())));
+    }
+
     /// `problem_counter` series, sorted by reason.
     pub fn counters(&self) -> impl Iterator<Item = (&str, u64)> {
         self.counters.iter().map(|(k, v)| (k.as_str(), *v))
