@@ -324,3 +324,91 @@ fn hung_read_is_stalled_then_recovers() {
     let (code, body) = http_get(d.port, "/healthz").unwrap();
     assert_eq!(code, 200, "{body}");
 }
+
+#[test]
+fn reload_keeps_unchanged_monitors_and_carries_conditions_to_a_new_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_a = dir.path().join("a.log");
+    let log_b = dir.path().join("b.log");
+    let log_c = dir.path().join("c.log");
+    append(&log_a, "boot");
+    append(&log_b, "boot");
+    append(&log_c, "boot");
+    let kernel = RULES_V1.replace("LOG", log_a.to_str().unwrap());
+    // A second monitor counting OOM kills only from the second one on within an hour.
+    let counting = r#"{
+  "plugin": "filelog",
+  "pluginConfig": {"timestamp": "^.{15}", "message": "kernel: (?:\\[\\s*\\d+\\.\\d+\\] )?(.*)", "timestampFormat": "Jan _2 15:04:05"},
+  "logPath": "LOG",
+  "lookback": "5m",
+  "source": "counting-monitor",
+  "conditions": [],
+  "rules": [{"type": "temporary", "reason": "OOMTwice", "pattern": "Killed process \\d+ .*", "minOccurrences": 2, "window": "1h"}]
+}"#
+    .replace("LOG", log_c.to_str().unwrap());
+    let cm = dir.path().join("config");
+    let mut cmdir = ConfigMapDir::new(
+        &cm,
+        &[("kernel.json", &kernel), ("counting.json", &counting)],
+    );
+    let mut d = Daemon::start(
+        dir.path(),
+        &[
+            "--enable-k8s-exporter=false",
+            &format!(
+                "--config.system-log-monitor={},{}",
+                cm.join("kernel.json").display(),
+                cm.join("counting.json").display()
+            ),
+        ],
+    );
+    d.wait_up();
+    let gauge = "problem_gauge{reason=\"DockerHung\",type=\"KernelDeadlock\"}";
+    append(&log_a, "task docker:1 blocked for more than 120 seconds.");
+    append(&log_c, "Out of memory: Killed process 1 (x) total-vm:1kB");
+    assert!(
+        wait_for(Duration::from_secs(10), || d
+            .metric(gauge)
+            .filter(|v| *v == 1.0))
+        .is_some(),
+        "{}",
+        d.log()
+    );
+
+    // The kernel monitor now reads another log: its source restarts, and the True
+    // condition carries over. The counting monitor's config is unchanged: it keeps its
+    // occurrence window, so one more OOM kill is its second.
+    let kernel_b = RULES_V1.replace("LOG", log_b.to_str().unwrap());
+    cmdir.update(&[("kernel.json", &kernel_b), ("counting.json", &counting)]);
+    assert!(
+        wait_for(Duration::from_secs(10), || d
+            .metric("npd_config_reloads_total{result=\"success\"}")
+            .filter(|v| *v == 1.0))
+        .is_some(),
+        "{}",
+        d.log()
+    );
+    let log_label = format!("\"log\":\"{}\"", log_b.display());
+    assert!(
+        wait_for(Duration::from_secs(10), || http_get(d.port, "/healthz")
+            .ok()
+            .filter(|(_, b)| b.contains(&log_label)))
+        .is_some(),
+        "new source not registered: {:?}",
+        http_get(d.port, "/healthz")
+    );
+    let (_, body) = http_get(d.port, "/conditions").unwrap();
+    assert!(
+        body.contains("\"status\":\"True\"") && body.contains("DockerHung"),
+        "condition lost when the source changed: {body}"
+    );
+    assert_eq!(d.metric(gauge), Some(1.0), "{}", d.metrics());
+    append(&log_c, "Out of memory: Killed process 2 (x) total-vm:1kB");
+    assert!(
+        wait_for(Duration::from_secs(10), || counter(&d, "OOMTwice")
+            .filter(|v| *v == 1.0))
+        .is_some(),
+        "the unchanged monitor lost its occurrence window: {}",
+        d.metrics()
+    );
+}

@@ -26,8 +26,12 @@ use crate::source::{LineFilter, LineSink, LogSource, SourceStats, StopSignal, bo
 use crate::types::{LogLine, Status};
 pub use state::{MonitorInfo, Shared};
 
-/// How long shutdown waits for pending condition changes to reach the API server.
-pub const SHUTDOWN_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
+/// How long shutdown may take in all, from the first signal.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The part of [`SHUTDOWN_DEADLINE`] kept for pending condition changes to reach the API
+/// server (monitors get the rest to stop).
+const SHUTDOWN_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Errors that stop the daemon from starting.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +65,43 @@ pub(crate) struct RunningMonitor {
     pub config: MonitorConfig,
     pub control: mpsc::Sender<Control>,
     pub stop: Arc<StopSignal>,
+    /// The monitor task; it returns the monitor (its conditions) when it ends.
+    task: tokio::task::JoinHandle<Monitor>,
+}
+
+/// How long stopping a log monitor's task may take (it only finishes the batch at hand).
+const MONITOR_STOP_DEADLINE: Duration = Duration::from_secs(5);
+
+impl RunningMonitor {
+    /// Asks the source and the task to stop without waiting.
+    pub(crate) fn request_stop(&self) {
+        self.stop.set();
+        // Full or closed: the task is busy with a control message or already gone; the
+        // stop signal ends its source, and with it the task.
+        let _ = self.control.try_send(Control::Stop);
+    }
+
+    /// Stops the source and the task and returns the monitor once the task has published
+    /// everything it will ever publish; None if it did not end within
+    /// [`MONITOR_STOP_DEADLINE`] (it is then aborted).
+    pub(crate) async fn stop(self) -> Option<Monitor> {
+        self.stop.set();
+        let _ = self.control.send(Control::Stop).await;
+        let path = self.config.path.display().to_string();
+        let abort = self.task.abort_handle();
+        match tokio::time::timeout(MONITOR_STOP_DEADLINE, self.task).await {
+            Ok(Ok(monitor)) => Some(monitor),
+            Ok(Err(e)) => {
+                tracing::error!(config = %path, "monitor task failed: {e}");
+                None
+            }
+            Err(_) => {
+                abort.abort();
+                tracing::error!(config = %path, "monitor task did not stop in time; aborted");
+                None
+            }
+        }
+    }
 }
 
 /// How long stopping a custom plugin monitor may take (its in-flight plugins are killed
@@ -143,22 +184,25 @@ pub(crate) fn load_custom(path: &Path) -> Result<CustomPluginMonitor, String> {
     Ok(loaded.config)
 }
 
-/// Creates the live source for a config.
-pub fn make_source(config: &MonitorConfig) -> Result<Box<dyn LogSource>, String> {
+/// Creates the live source for a config; `boot` is the machine's boot time (kmsg stamps
+/// count from it).
+fn make_source(config: &MonitorConfig, boot: Timestamp) -> Result<Box<dyn LogSource>, String> {
     Ok(match config.plugin {
-        Plugin::Kmsg => Box::new(KmsgSource::from_config(config).with_boot_time(boot_time())),
+        Plugin::Kmsg => Box::new(KmsgSource::from_config(config).with_boot_time(boot)),
         Plugin::Journald => Box::new(JournaldSource::new(config)),
         Plugin::Filelog => Box::new(FilelogSource::new(config).map_err(|e| e.to_string())?),
     })
 }
 
-/// Whether two configs read the same log the same way, so a reload can keep the source
-/// running and only swap the rules.
+/// Whether two configs read the same log the same way under the same name, so a reload
+/// can keep the source running and only swap the rules. (`source` names the monitor in
+/// /healthz and /metrics labels, which are registered with the source.)
 fn same_source(a: &MonitorConfig, b: &MonitorConfig) -> bool {
     a.plugin == b.plugin
         && a.plugin_config == b.plugin_config
         && a.log_path == b.log_path
         && a.skip_list == b.skip_list
+        && a.source == b.source
 }
 
 /// Starts a monitor: its source on a thread of its own and its task on the runtime.
@@ -169,10 +213,11 @@ pub(crate) fn start_monitor(
     monitor: Monitor,
     not_before: Option<Timestamp>,
 ) -> Result<RunningMonitor, String> {
-    let source = make_source(&config)?;
+    let boot = boot_time();
+    let source = make_source(&config, boot)?;
     let stop = StopSignal::new()
         .map_err(|e| format!("{}: cannot create stop signal: {e}", config.path.display()))?;
-    let mut filter = LineFilter::live(&config, Timestamp::now(), boot_time());
+    let mut filter = LineFilter::live(&config, Timestamp::now(), boot);
     if let Some(nb) = not_before {
         filter.not_before = Some(nb);
     }
@@ -211,11 +256,12 @@ pub(crate) fn start_monitor(
         .map_err(|e| format!("{}: cannot start source thread: {e}", config.path.display()))?;
     let (ctl_tx, ctl_rx) = mpsc::channel(4);
     shared.publish(&key, &monitor.initial_status());
-    tokio::spawn(monitor_task(monitor, rx, ctl_rx, shared.clone(), key));
+    let task = tokio::spawn(monitor_task(monitor, rx, ctl_rx, shared.clone(), key));
     Ok(RunningMonitor {
         config,
         control: ctl_tx,
         stop,
+        task,
     })
 }
 
@@ -226,13 +272,15 @@ fn instant_of(t: Timestamp) -> tokio::time::Instant {
     tokio::time::Instant::now() + wait.min(Duration::from_secs(365 * 24 * 3600))
 }
 
+/// Feeds lines to the monitor and publishes what it reports until stopped; returns the
+/// monitor (a reload that restarts the source takes its conditions over).
 async fn monitor_task(
     mut monitor: Monitor,
     mut rx: crate::source::LineReceiver,
     mut control: mpsc::Receiver<Control>,
     shared: Arc<Shared>,
     key: String,
-) {
+) -> Monitor {
     let mut batch: Vec<LogLine> = Vec::with_capacity(256);
     let mut statuses: Vec<Status> = Vec::new();
     // Lines since the last footprint trim and when the last one arrived: after a burst
@@ -244,6 +292,17 @@ async fn monitor_task(
         let trim_at = (since_trim >= crate::footprint::TRIM_AFTER_LINES)
             .then(|| last_line + crate::footprint::TRIM_WHEN_IDLE_FOR);
         tokio::select! {
+            // Control first: after a Stop or a Swap no batch is processed by the old rules.
+            biased;
+            c = control.recv() => match c {
+                Some(Control::Swap(mut new)) => {
+                    new.adopt_state(&monitor);
+                    shared.with_metrics(|pm| new.init_metrics(pm));
+                    monitor = *new;
+                    shared.publish(&key, &monitor.initial_status());
+                }
+                Some(Control::Stop) | None => break,
+            },
             n = rx.recv_many(&mut batch, 256) => {
                 if n == 0 {
                     break;
@@ -271,17 +330,9 @@ async fn monitor_task(
                 // a blocking-pool thread would itself stay resident for seconds.
                 crate::footprint::release_after_burst();
             }
-            c = control.recv() => match c {
-                Some(Control::Swap(mut new)) => {
-                    new.adopt_state(&monitor);
-                    shared.with_metrics(|pm| new.init_metrics(pm));
-                    monitor = *new;
-                    shared.publish(&key, &monitor.initial_status());
-                }
-                Some(Control::Stop) | None => break,
-            }
         }
     }
+    monitor
 }
 
 /// Loads one config and compiles its monitor, with warnings logged.
@@ -430,19 +481,24 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
         reload::hold(running, running_custom)
     };
 
-    wait_for_signal().await;
+    // Both signal streams exist before the first signal arrives, so a quick second one
+    // is not missed.
+    let mut signals = Signals::new();
+    signals.next().await;
     tracing::info!("shutting down: stopping sources, flushing conditions");
-    // A second signal exits at once.
-    tokio::spawn(async {
-        wait_for_signal().await;
+    tokio::spawn(async move {
+        signals.next().await;
         tracing::warn!("second signal: exiting now");
         std::process::exit(1);
     });
-    reloader.stop_all().await;
+    // One deadline for the whole shutdown: stopping monitors, then flushing conditions.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_DEADLINE;
+    reloader.stop_all(deadline - SHUTDOWN_FLUSH_DEADLINE).await;
     if let Some(kube) = shared.take_kube() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let _ = tokio::time::timeout(
-            SHUTDOWN_FLUSH_DEADLINE + Duration::from_secs(1),
-            kube.shutdown(SHUTDOWN_FLUSH_DEADLINE),
+            left,
+            kube.shutdown(left.saturating_sub(Duration::from_millis(500))),
         )
         .await;
     }
@@ -474,21 +530,40 @@ pub(crate) fn owned_types<'a>(
     )
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {}
-                _ = i.recv() => {}
-            }
+/// SIGTERM and SIGINT.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        if let Err(e) = term.as_ref().and(int.as_ref()) {
+            // The default actions of SIGTERM and SIGINT still end the process.
+            tracing::warn!("cannot handle SIGTERM/SIGINT ({e}): shutdown will not flush");
         }
-        _ => {
-            // Without signal handlers we can only wait forever; the default action of
-            // SIGTERM still ends the process.
-            std::future::pending::<()>().await;
+        Signals {
+            term: term.ok(),
+            int: int.ok(),
+        }
+    }
+
+    /// Waits for the next SIGTERM or SIGINT (forever without handlers).
+    async fn next(&mut self) {
+        match (&mut self.term, &mut self.int) {
+            (Some(t), Some(i)) => {
+                tokio::select! {
+                    _ = t.recv() => {}
+                    _ = i.recv() => {}
+                }
+            }
+            (Some(one), None) | (None, Some(one)) => {
+                one.recv().await;
+            }
+            (None, None) => std::future::pending::<()>().await,
         }
     }
 }

@@ -44,18 +44,34 @@ pub(crate) struct Reloader {
 
 impl Reloader {
     /// Stops every monitor and its source, and every custom plugin monitor (their
-    /// in-flight plugins are killed).
-    pub(crate) async fn stop_all(self) {
-        let mut running = self.running.lock().await;
+    /// in-flight plugins are killed), all at once; gives up on what has not stopped by
+    /// `deadline` (shutdown must stay bounded even while a reload holds the monitors).
+    pub(crate) async fn stop_all(self, deadline: tokio::time::Instant) {
+        let Ok(mut running) = tokio::time::timeout_at(deadline, self.running.lock()).await else {
+            tracing::warn!("shutdown: a config reload did not finish in time; not waiting");
+            return;
+        };
+        for r in &running.logs {
+            r.request_stop();
+        }
         for r in &running.customs {
             r.request_stop();
         }
-        for r in running.logs.drain(..) {
-            r.stop.set();
-            let _ = r.control.send(Control::Stop).await;
-        }
+        let mut stopping = tokio::task::JoinSet::new();
         for r in running.customs.drain(..) {
-            r.stop().await;
+            stopping.spawn(r.stop());
+        }
+        for r in running.logs.drain(..) {
+            stopping.spawn(async move {
+                r.stop().await;
+                None
+            });
+        }
+        if tokio::time::timeout_at(deadline, stopping.join_all())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: some monitors did not stop in time");
         }
     }
 }
@@ -228,37 +244,45 @@ pub(crate) async fn reload(
     let types = owned_types(loaded.iter().map(|(c, _)| c), &custom);
     shared.with_kube(|k| k.set_owned_condition_types(types));
 
-    for (config, monitor) in loaded {
+    for (config, mut monitor) in loaded {
         let pos = running
             .logs
             .iter()
             .position(|r| r.config.path == config.path);
-        let running = &mut running.logs;
-        match pos {
-            Some(i) if same_source(&running[i].config, &config) => {
-                if running[i]
+        if let Some(i) = pos {
+            if running.logs[i].config == config {
+                continue; // unchanged: keeps running with its state, nothing recompiled
+            }
+            if same_source(&running.logs[i].config, &config) {
+                match running.logs[i]
                     .control
                     .send(Control::Swap(Box::new(monitor)))
                     .await
-                    .is_ok()
                 {
-                    running[i].config = config;
+                    Ok(()) => {
+                        running.logs[i].config = config;
+                        continue;
+                    }
+                    // The task is gone: start the monitor anew below.
+                    Err(mpsc::error::SendError(Control::Swap(m))) => monitor = *m,
+                    Err(mpsc::error::SendError(Control::Stop)) => continue,
                 }
             }
-            other => {
-                if let Some(i) = other {
-                    let old = running.remove(i);
-                    old.stop.set();
-                    let _ = old.control.send(Control::Stop).await;
+            // The source changes (another log, filter or name): stop the old one, then
+            // the new monitor takes over the conditions the old one reported last.
+            let old = running.logs.remove(i);
+            if let Some(old) = old.stop().await {
+                for c in old.initial_status().conditions {
+                    monitor.restore_condition(&c);
                 }
-                shared.with_metrics(|pm| monitor.init_metrics(pm));
-                let path = config.path.display().to_string();
-                match start_monitor(shared, config, monitor, Some(now)) {
-                    Ok(r) => running.push(r),
-                    Err(e) => {
-                        tracing::error!(config = %path, "monitor not restarted after reload: {e}")
-                    }
-                }
+            }
+        }
+        shared.with_metrics(|pm| monitor.init_metrics(pm));
+        let path = config.path.display().to_string();
+        match start_monitor(shared, config, monitor, Some(now)) {
+            Ok(r) => running.logs.push(r),
+            Err(e) => {
+                tracing::error!(config = %path, "monitor not restarted after reload: {e}")
             }
         }
     }
