@@ -152,10 +152,6 @@ pub(crate) fn start_custom(shared: &Arc<Shared>, monitor: CustomPluginMonitor) -
     let config = monitor.config().clone();
     let key = config.path.display().to_string();
     shared.register_plugin(monitor.health());
-    shared.set_custom_condition_types(
-        &key,
-        unique_types(config.conditions.iter().map(|c| c.type_.as_str())),
-    );
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let (tx, mut rx) = mpsc::channel::<Status>(64);
     let run = monitor.run(tx, shared.metrics_handle(), stop_rx);
@@ -404,11 +400,7 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
             }
         }
     }
-    let custom_types = unique_types(
-        customs
-            .iter()
-            .flat_map(|c| c.config().conditions.iter().map(|x| x.type_.as_str())),
-    );
+    let custom_types = custom_types(customs.iter().map(|c| c.config()));
 
     // The admin server starts first and answers 503 until the monitors run.
     if args.port != 0 {
@@ -515,6 +507,13 @@ fn unique_types<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
         }
     }
     types
+}
+
+/// The condition types the custom plugin monitor configs declare, in config order.
+pub(crate) fn custom_types<'a>(
+    configs: impl Iterator<Item = &'a CustomPluginConfig>,
+) -> Vec<String> {
+    unique_types(configs.flat_map(|c| c.conditions.iter().map(|x| x.type_.as_str())))
 }
 
 /// The condition types this agent owns: those of the log monitor configs, then those of

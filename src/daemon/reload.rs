@@ -18,8 +18,8 @@ use notify::Watcher;
 use tokio::sync::{Mutex, mpsc};
 
 use super::{
-    Control, RunningCustom, RunningMonitor, Shared, load_custom, load_monitor, owned_types,
-    same_source, start_custom, start_monitor,
+    Control, RunningCustom, RunningMonitor, Shared, custom_types, load_custom, load_monitor,
+    owned_types, same_source, start_custom, start_monitor,
 };
 use crate::custom::CustomPluginMonitor;
 use crate::types::{Event, Severity, Status};
@@ -213,6 +213,7 @@ pub(crate) async fn reload(
     // Custom plugin monitors whose config changed (or that did not start before) are
     // stopped first: once they have stopped nothing reports the types they drop, and
     // their final state is what the new monitors take over.
+    let custom = custom_types(loaded_custom.iter().map(|m| m.config()));
     let mut to_start: Vec<CustomPluginMonitor> = Vec::new();
     for mut monitor in loaded_custom {
         let pos = running
@@ -230,17 +231,10 @@ pub(crate) async fn reload(
         }
         to_start.push(monitor);
     }
-    for m in &to_start {
-        shared.set_custom_condition_types(
-            &m.config().path.display().to_string(),
-            super::unique_types(m.config().conditions.iter().map(|c| c.type_.as_str())),
-        );
-    }
-
     // Ownership changes before the new monitors report: a type that only the new
     // configs declare is accepted from their first Status, one they dropped leaves the
-    // exporter (and, with --delete-removed-conditions, the Node).
-    let custom = shared.custom_condition_types();
+    // exporter (and, with --delete-removed-conditions, the Node). The reload is all or
+    // nothing, so the loaded configs are every config.
     let types = owned_types(loaded.iter().map(|(c, _)| c), &custom);
     shared.with_kube(|k| k.set_owned_condition_types(types));
 

@@ -35,7 +35,6 @@ pub struct Shared {
     metrics: Arc<Mutex<ProblemMetrics>>,
     plugins: Mutex<Vec<Arc<PluginHealth>>>,
     /// Condition types of each custom plugin monitor, by config path, in start order.
-    custom_condition_types: Mutex<Vec<(String, Vec<String>)>>,
     monitors: Mutex<Vec<MonitorInfo>>,
     conditions: Mutex<BTreeMap<String, (String, Vec<Condition>)>>,
     kube: Mutex<Option<KubeExporter>>,
@@ -64,7 +63,6 @@ impl Shared {
         Arc::new(Shared {
             metrics: Arc::new(Mutex::new(ProblemMetrics::default())),
             plugins: Mutex::new(Vec::new()),
-            custom_condition_types: Mutex::new(Vec::new()),
             monitors: Mutex::new(Vec::new()),
             conditions: Mutex::new(BTreeMap::new()),
             kube: Mutex::new(None),
@@ -98,29 +96,6 @@ impl Shared {
             Some(slot) => *slot = health,
             None => plugins.push(health),
         }
-    }
-
-    /// Records the condition types the custom plugin monitor of `config_path` owns,
-    /// replacing what that config declared before (reload).
-    pub fn set_custom_condition_types(&self, config_path: &str, types: Vec<String>) {
-        let mut all = lock(&self.custom_condition_types);
-        match all.iter_mut().find(|(k, _)| k == config_path) {
-            Some((_, t)) => *t = types,
-            None => all.push((config_path.to_string(), types)),
-        }
-    }
-
-    /// The condition types owned by custom plugin monitors: every config's, in start
-    /// order, without duplicates.
-    pub fn custom_condition_types(&self) -> Vec<String> {
-        let all = lock(&self.custom_condition_types);
-        let mut types: Vec<String> = Vec::new();
-        for t in all.iter().flat_map(|(_, t)| t) {
-            if !types.contains(t) {
-                types.push(t.clone());
-            }
-        }
-        types
     }
 
     /// Health of every custom plugin monitor.
@@ -232,19 +207,5 @@ mod tests {
                 ("/c/b.json".to_string(), vec!["B".to_string()]),
             ]
         );
-    }
-
-    #[test]
-    fn custom_condition_types_are_kept_per_config() {
-        let s = Shared::new(Duration::from_secs(1), Duration::ZERO);
-        let v = |t: &[&str]| t.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        s.set_custom_condition_types("a.json", v(&["X", "Y"]));
-        s.set_custom_condition_types("b.json", v(&["Y", "Z"]));
-        assert_eq!(s.custom_condition_types(), v(&["X", "Y", "Z"]));
-        // Reload of a.json drops Y there; b.json still owns it.
-        s.set_custom_condition_types("a.json", v(&["W"]));
-        assert_eq!(s.custom_condition_types(), v(&["W", "Y", "Z"]));
-        s.set_custom_condition_types("b.json", v(&[]));
-        assert_eq!(s.custom_condition_types(), v(&["W"]));
     }
 }
