@@ -30,6 +30,47 @@ pub struct MonitorInfo {
     pub exit_error: Arc<Mutex<Option<String>>>,
 }
 
+/// Bounds the agent's own log lines about events: a storm of problem lines must not
+/// become a storm of log lines. A burst of [`EventLogLimit::BURST`], then one per
+/// [`EventLogLimit::REFILL`]; the next line logged says how many were left out.
+#[derive(Debug)]
+struct EventLogLimit {
+    tokens: f64,
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl Default for EventLogLimit {
+    fn default() -> Self {
+        EventLogLimit {
+            tokens: Self::BURST,
+            last: None,
+            suppressed: 0,
+        }
+    }
+}
+
+impl EventLogLimit {
+    const BURST: f64 = 25.0;
+    const REFILL: Duration = Duration::from_secs(5);
+
+    /// Some(lines left out since the last one logged) when this one may be logged.
+    fn allow(&mut self, now: std::time::Instant) -> Option<u64> {
+        if let Some(last) = self.last {
+            let dt = now.saturating_duration_since(last).as_secs_f64();
+            self.tokens = (self.tokens + dt / Self::REFILL.as_secs_f64()).min(Self::BURST);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
 /// Shared daemon state.
 pub struct Shared {
     metrics: Arc<Mutex<ProblemMetrics>>,
@@ -37,6 +78,7 @@ pub struct Shared {
     /// Condition types of each custom plugin monitor, by config path, in start order.
     monitors: Mutex<Vec<MonitorInfo>>,
     conditions: Mutex<BTreeMap<String, (String, Vec<Condition>)>>,
+    event_log: Mutex<EventLogLimit>,
     kube: Mutex<Option<KubeExporter>>,
     ready: AtomicBool,
     /// Successful config reloads.
@@ -65,6 +107,7 @@ impl Shared {
             plugins: Mutex::new(Vec::new()),
             monitors: Mutex::new(Vec::new()),
             conditions: Mutex::new(BTreeMap::new()),
+            event_log: Mutex::new(EventLogLimit::default()),
             kube: Mutex::new(None),
             ready: AtomicBool::new(false),
             reloads_ok: AtomicU64::new(0),
@@ -117,8 +160,13 @@ impl Shared {
 
     /// Records a monitor's status and hands it to the exporters.
     pub fn publish(&self, key: &str, status: &Status) {
-        for e in &status.events {
-            tracing::info!(source = %status.source, reason = %e.reason, r#type = e.severity.event_type(), message = %e.message, "event");
+        if !status.events.is_empty() {
+            let mut limit = lock(&self.event_log);
+            for e in &status.events {
+                if let Some(suppressed) = limit.allow(std::time::Instant::now()) {
+                    tracing::info!(source = %status.source, reason = %e.reason, r#type = e.severity.event_type(), message = %e.message, suppressed, "event");
+                }
+            }
         }
         lock(&self.conditions).insert(
             key.to_string(),
@@ -182,6 +230,17 @@ mod tests {
             .unwrap()
             .config;
         CustomPluginMonitor::new(config).unwrap().health()
+    }
+
+    #[test]
+    fn event_log_lines_are_bounded_and_report_what_they_left_out() {
+        let mut l = super::EventLogLimit::default();
+        let t0 = std::time::Instant::now();
+        let logged = (0..100).filter(|_| l.allow(t0).is_some()).count();
+        assert_eq!(logged, 25);
+        // One refill period later one more is logged, saying 75 were left out.
+        assert_eq!(l.allow(t0 + super::EventLogLimit::REFILL), Some(75));
+        assert_eq!(l.allow(t0 + super::EventLogLimit::REFILL), None);
     }
 
     #[test]
