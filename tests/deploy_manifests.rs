@@ -539,6 +539,52 @@ fn daemonset_command_line_is_accepted_and_names_configmap_files() {
     );
 }
 
+/// The shipped custom plugin monitors, when the DaemonSet enables them, get what their
+/// scripts need: the kubelet check the node's network (the kubelet's healthz is on the
+/// node's 127.0.0.1), the runtime check the runtime socket.
+#[test]
+fn daemonset_gives_enabled_plugin_monitors_what_they_need() {
+    let ds = daemonset();
+    let c = container(&ds);
+    let pod = ds.spec.clone().template.spec.unwrap();
+    let custom = parsed_command(&c).daemon.custom_plugin_monitor_paths();
+    let enabled = |name: &str| custom.contains(&PathBuf::from("/config").join(name));
+    if enabled("kubelet-health-monitor.json") {
+        assert_eq!(
+            pod.host_network,
+            Some(true),
+            "kubelet-health-monitor.json needs hostNetwork: true"
+        );
+    }
+    if enabled("runtime-health-monitor.json") {
+        let volumes = pod.volumes.clone().unwrap_or_default();
+        let socket = c.volume_mounts.clone().unwrap_or_default().iter().any(|m| {
+            volumes.iter().any(|v| {
+                v.name == m.name
+                    && v.host_path
+                        .as_ref()
+                        .is_some_and(|h| h.path.ends_with(".sock") && h.path == m.mount_path)
+            })
+        });
+        assert!(
+            socket,
+            "runtime-health-monitor.json needs the runtime socket mounted at its host path"
+        );
+    }
+    // As shipped, neither is enabled (the base DaemonSet is not on the host network and
+    // mounts no runtime socket); the header says so.
+    assert!(
+        custom.is_empty(),
+        "custom plugin monitors enabled: {custom:?}"
+    );
+    assert!(pod.host_network.is_none_or(|h| !h));
+    let header = read(&repo().join("deploy/daemonset.yaml"));
+    assert!(
+        header.contains("hostNetwork: true"),
+        "header explains the kubelet check"
+    );
+}
+
 #[test]
 fn daemonset_node_mounts_env_and_scheduling() {
     let ds = daemonset();
@@ -884,6 +930,14 @@ fn dockerfile_copies_existing_paths_and_matches_the_daemonset() {
             .iter()
             .any(|c| !c.from_stage && c.sources == ["config/"] && c.dest == "/config/"),
         "final stage must copy config/ to /config/"
+    );
+    // The shipped plugins use curl (the kubelet check needs curl or wget, the runtime
+    // check probes the socket with curl); debian slim has neither.
+    assert!(
+        final_stage
+            .iter()
+            .any(|l| l.contains("apt-get install") && l.split_whitespace().any(|w| w == "curl")),
+        "final stage must install curl for config/plugin/*.sh"
     );
     let entry = final_stage
         .iter()
