@@ -527,15 +527,35 @@ fn daemonset_command_line_is_accepted_and_names_configmap_files() {
         .collect();
     assert_eq!(ports.get("metrics"), Some(&i32::from(d.prometheus_port)));
     assert_eq!(ports.get("healthz"), Some(&i32::from(d.port)));
-    let probe = c.liveness_probe.clone().expect("liveness probe");
-    let get = probe.http_get.expect("httpGet probe");
-    assert_eq!(get.path.as_deref(), Some("/healthz"));
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let on_healthz = |probe: &k8s_openapi::api::core::v1::Probe, what: &str| {
+        let get = probe.http_get.clone().expect("httpGet probe");
+        assert_eq!(get.path.as_deref(), Some("/healthz"), "{what}");
+        assert!(
+            get.port == IntOrString::String("healthz".into())
+                || get.port == IntOrString::Int(i32::from(d.port)),
+            "{what} port {:?}",
+            get.port
+        );
+    };
+    let liveness = c.liveness_probe.clone().expect("liveness probe");
+    on_healthz(&liveness, "liveness probe");
+
+    // /healthz answers 503 "starting" while the agent waits up to --apiserver-wait-timeout
+    // for the API server. A startup probe must cover that wait, so that the liveness probe
+    // (which only starts after the startup probe's first success) cannot restart the
+    // container into CrashLoopBackOff during an API server outage at start.
+    let startup = c.startup_probe.clone().expect("startup probe");
+    on_healthz(&startup, "startup probe");
+    let period = startup.period_seconds.unwrap_or(10);
+    let failures = startup.failure_threshold.unwrap_or(3);
+    let budget = i64::from(startup.initial_delay_seconds.unwrap_or(0))
+        + i64::from(period) * i64::from(failures);
+    let wait = d.apiserver_wait_timeout.as_secs() as i64;
     assert!(
-        get.port == IntOrString::String("healthz".into())
-            || get.port == IntOrString::Int(i32::from(d.port)),
-        "probe port {:?}",
-        get.port
+        budget >= wait + 30,
+        "startup probe allows {budget} s, less than --apiserver-wait-timeout ({wait} s) plus \
+         30 s to start the monitors"
     );
 }
 
