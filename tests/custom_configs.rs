@@ -3,17 +3,18 @@
 
 #[path = "support/custom.rs"]
 mod custom_support;
+#[path = "support/upstream.rs"]
+mod upstream_support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use custom_support::upstream_config_dir;
 use npd::custom::{CustomRuleKind, PluginStatus, load_custom_config, run_once, run_plugin};
 use npd::types::ConditionStatus;
 
 #[test]
 fn every_upstream_custom_config_loads() {
-    let dir = upstream_config_dir();
+    let dir = upstream_support::config_dir();
     let mut loaded = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -61,7 +62,7 @@ fn every_upstream_custom_config_loads() {
 
 #[tokio::test]
 async fn upstream_config_with_a_missing_plugin_runs_and_reports_unknown() {
-    let dir = upstream_config_dir();
+    let dir = upstream_support::config_dir();
     let cfg = load_custom_config(&dir.join("kernel-monitor-counter.json"))
         .unwrap()
         .config;

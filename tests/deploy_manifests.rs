@@ -11,6 +11,9 @@
 //! object is also serialised back and compared with what was read: a misspelt or misplaced
 //! key is dropped on the way through and fails the comparison.
 
+#[path = "support/upstream.rs"]
+mod upstream_support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -784,29 +787,9 @@ fn rbac_grants_exactly_the_design() {
 // ---------------------------------------------------------------------------------------
 // Upstream's DaemonSets run on our binary.
 
-fn upstream_dir() -> PathBuf {
-    let candidates = [
-        std::env::var_os("NPD_UPSTREAM_DIR").map(PathBuf::from),
-        Some(repo().join("../shared/upstream")),
-        // A worktree under <root>/wt/<name> has shared/ two levels up.
-        Some(repo().join("../../shared/upstream")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("deployment").is_dir())
-        .unwrap_or_else(|| {
-            panic!(
-                "upstream test data not found: expected shared/upstream/deployment beside the \
-                 repository ({}/../shared/upstream) or NPD_UPSTREAM_DIR",
-                repo().display()
-            )
-        })
-}
-
 #[test]
 fn upstream_daemonset_command_lines_are_accepted() {
-    let dir = upstream_dir().join("deployment");
+    let dir = upstream_support::deployment_dir();
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
