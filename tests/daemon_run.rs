@@ -108,8 +108,25 @@ fn endpoints_metrics_and_graceful_shutdown() {
     assert_eq!(c["status"], "True");
     assert_eq!(c["reason"], "DockerHung");
     assert_eq!(c["source"], "kernel-monitor");
-    let m = d.metrics();
-    assert!(m.contains("npd_source_lines_read_total{"), "{m}");
+    // The source's own counters: the three lines of the log, all read, none dropped.
+    let series = |name: &str| {
+        format!(
+            "{name}{{config=\"{}\",plugin=\"filelog\",source=\"kernel-monitor\"}}",
+            cfg.display()
+        )
+    };
+    assert_eq!(
+        d.metric(&series("npd_source_lines_read_total")),
+        Some(3.0),
+        "{}",
+        d.metrics()
+    );
+    for none in [
+        "npd_source_lines_skipped_total",
+        "npd_source_lines_unparsed_total",
+    ] {
+        assert_eq!(d.metric(&series(none)), Some(0.0), "{}", d.metrics());
+    }
 
     d.signal(libc::SIGTERM);
     let code = d.wait_exit(Duration::from_secs(10));
