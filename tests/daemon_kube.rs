@@ -6,7 +6,6 @@
 mod apiserver;
 mod support;
 
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -27,13 +26,7 @@ fn start_server() -> (tokio::runtime::Runtime, ApiServer) {
 }
 
 fn append(path: &Path, msg: &str) {
-    let stamp = jiff::Zoned::now().strftime("%b %e %H:%M:%S").to_string();
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    writeln!(f, "{stamp} {NODE} kernel: [  100.000000] {msg}").unwrap();
+    support::syslog::append(path, NODE, msg);
 }
 
 fn status_of(server: &ApiServer, t: &str) -> Option<(String, String)> {
