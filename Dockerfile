@@ -17,6 +17,13 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # plugin scripts (config/plugin/*.sh, upstream's too) are run by /bin/sh or /bin/bash,
 # which distroless/cc lacks. Upstream's image is Debian-based for the same reason.
 FROM debian:bookworm-slim
+# curl for the shipped custom plugins: check_kubelet.sh GETs the kubelet's /healthz and
+# check_runtime.sh probes the runtime socket with it (bookworm-slim has neither curl nor
+# wget; without them the kubelet check reports Unknown). Plain HTTP to the node only, so no
+# CA bundle is needed.
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends curl \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/node-problem-detector /node-problem-detector
 # Same layout as upstream's image: default rule sets under /config, plugins under
 # /config/plugin, run from / so upstream's relative plugin paths (./config/plugin/...)

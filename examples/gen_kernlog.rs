@@ -30,15 +30,27 @@ fn main() {
         eprintln!("usage: gen_kernlog OUT_PATH [LINES]");
         std::process::exit(2);
     };
-    let lines: u64 = args
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
-    let file = std::fs::File::create(&out).unwrap_or_else(|e| {
-        eprintln!("{out}: {e}");
-        std::process::exit(1)
-    });
-    let mut w = BufWriter::new(file);
+    let lines: u64 = match args.next() {
+        None => 1_000_000,
+        Some(s) => s.parse().unwrap_or_else(|_| {
+            eprintln!("gen_kernlog: LINES must be a number, not {s:?}");
+            std::process::exit(2)
+        }),
+    };
+    // The planted count is printed only once every line is on disk: a benchmark that
+    // waits for that many problems must not start on a short file.
+    match write_log(&out, lines) {
+        Ok(problems) => println!("{problems}"),
+        Err(e) => {
+            eprintln!("gen_kernlog: writing {out}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Writes the log; returns the number of planted problem lines.
+fn write_log(out: &str, lines: u64) -> std::io::Result<u64> {
+    let mut w = BufWriter::new(std::fs::File::create(out)?);
     // Timestamps: the last few seconds, so a lookback of minutes keeps every line.
     let stamp = jiff::Zoned::now().strftime("%b %e %H:%M:%S").to_string();
     let mut problems = 0;
@@ -56,8 +68,11 @@ fn main() {
             CHATTER[(i as usize * 7 + i as usize / 13) % CHATTER.len()]
                 .replace("{n}", &(i % 977).to_string())
         };
-        let _ = writeln!(w, "{stamp} node-1 kernel: [{uptime:12.6}] {msg}");
+        writeln!(w, "{stamp} node-1 kernel: [{uptime:12.6}] {msg}")?;
     }
-    let _ = w.flush();
-    println!("{problems}");
+    // into_inner flushes and reports a failed flush; sync_all surfaces delayed write
+    // errors (a full disk) before the count is printed.
+    let file = w.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(problems)
 }

@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs on a fresh Debian machine: systemd-journald (the
-# journald tests start their own instance), util-linux (logger), procps. Idempotent and
-# quiet when everything is already there.
+# Installs the programs the test suite runs, on a fresh Debian machine, from Debian's own
+# package archive (apt-get):
+#   systemd     /lib/systemd/systemd-journald and journalctl: the journald tests start
+#               their own journald in a namespace and read it back (journald_live,
+#               daemon_sources, dryrun_live);
+#   util-linux  dmesg: dryrun_live captures this machine's kernel log with it;
+#   curl        the shipped plugins config/plugin/check_kubelet.sh and check_runtime.sh
+#               probe with it (custom_configs).
+# Everything else the tests run (sh, mkfifo, sleep, cat) is in Debian's essential set.
+# Idempotent: installs only what is missing, and prints nothing when all is there.
 set -euo pipefail
 need=()
-[ -x /lib/systemd/systemd-journald ] || need+=(systemd)
-command -v logger >/dev/null 2>&1 || need+=(bsdutils)
-command -v sysctl >/dev/null 2>&1 || need+=(procps)
+[ -x /lib/systemd/systemd-journald ] && command -v journalctl >/dev/null 2>&1 || need+=(systemd)
+command -v dmesg >/dev/null 2>&1 || need+=(util-linux)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-test-deps: need root to install: ${need[*]}" >&2
     exit 1
   fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi

@@ -3,17 +3,18 @@
 
 #[path = "support/custom.rs"]
 mod custom_support;
+#[path = "support/upstream.rs"]
+mod upstream_support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use custom_support::upstream_config_dir;
 use npd::custom::{CustomRuleKind, PluginStatus, load_custom_config, run_once, run_plugin};
 use npd::types::ConditionStatus;
 
 #[test]
 fn every_upstream_custom_config_loads() {
-    let dir = upstream_config_dir();
+    let dir = upstream_support::config_dir();
     let mut loaded = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -61,7 +62,7 @@ fn every_upstream_custom_config_loads() {
 
 #[tokio::test]
 async fn upstream_config_with_a_missing_plugin_runs_and_reports_unknown() {
-    let dir = upstream_config_dir();
+    let dir = upstream_support::config_dir();
     let cfg = load_custom_config(&dir.join("kernel-monitor-counter.json"))
         .unwrap()
         .config;
@@ -100,7 +101,8 @@ async fn kubelet_check_reports_an_absent_kubelet_clearly() {
         l.local_addr().unwrap().port()
     };
     let url = format!("http://127.0.0.1:{port}/healthz");
-    let rule = shipped_rule("check_kubelet.sh", &[&url]);
+    let bin = curl_only();
+    let rule = shipped_rule_on_path("check_kubelet.sh", &[&url], bin.path());
     let r = run_plugin(&rule, 80).await;
     assert_eq!(r.status, PluginStatus::NonOk, "{}", r.message);
     assert!(r.message.contains("not reachable"), "{}", r.message);
@@ -121,20 +123,40 @@ async fn kubelet_check_accepts_a_healthy_kubelet() {
         }
     });
     let url = format!("http://127.0.0.1:{port}/healthz");
-    let r = run_plugin(&shipped_rule("check_kubelet.sh", &[&url]), 80).await;
+    let bin = curl_only();
+    let rule = shipped_rule_on_path("check_kubelet.sh", &[&url], bin.path());
+    let r = run_plugin(&rule, 80).await;
     assert_eq!(r.status, PluginStatus::Ok, "{}", r.message);
     assert_eq!(r.message, "kubelet is healthy");
 }
 
 #[tokio::test]
-async fn runtime_check_reports_a_missing_or_dead_socket_clearly() {
+async fn kubelet_check_without_curl_or_wget_is_unknown() {
+    // An empty PATH: neither curl nor wget. The check cannot run: exit 2, Unknown.
+    let bin = tempfile::tempdir().unwrap();
+    let rule = shipped_rule_on_path(
+        "check_kubelet.sh",
+        &["http://127.0.0.1:1/healthz"],
+        bin.path(),
+    );
+    let r = run_plugin(&rule, 80).await;
+    assert_eq!(r.status, PluginStatus::Unknown, "{}", r.message);
+    assert!(r.message.contains("neither curl nor wget"), "{}", r.message);
+}
+
+#[tokio::test]
+async fn runtime_check_reports_a_missing_live_or_dead_socket_clearly() {
+    // PATH holds curl only, so an installed crictl cannot take over (it speaks gRPC, which
+    // our test socket does not).
+    let bin = curl_only();
+    let run = |sock: &Path| {
+        let rule = shipped_rule_on_path("check_runtime.sh", &[sock.to_str().unwrap()], bin.path());
+        async move { run_plugin(&rule, 80).await }
+    };
+
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("containerd.sock");
-    let r = run_plugin(
-        &shipped_rule("check_runtime.sh", &[missing.to_str().unwrap()]),
-        80,
-    )
-    .await;
+    let r = run(&missing).await;
     assert_eq!(r.status, PluginStatus::NonOk, "{}", r.message);
     assert!(r.message.contains("missing"), "{}", r.message);
 
@@ -149,46 +171,39 @@ async fn runtime_check_reports_a_missing_or_dead_socket_clearly() {
             let _ = s.read(&mut buf);
         }
     });
-    let r = run_plugin(
-        &shipped_rule("check_runtime.sh", &[live.to_str().unwrap()]),
-        80,
-    )
-    .await;
-    assert!(
-        matches!(r.status, PluginStatus::Ok | PluginStatus::NonOk),
-        "{:?}",
-        r
-    );
-    if which("crictl") {
-        // crictl speaks gRPC and our socket does not: NonOK is the right answer.
-        return;
-    }
+    let r = run(&live).await;
     assert_eq!(r.status, PluginStatus::Ok, "{}", r.message);
-    assert!(
-        r.message.contains("accepts connections") || r.message.contains("exists"),
-        "{}",
-        r.message
-    );
+    assert!(r.message.contains("accepts connections"), "{}", r.message);
 
     // A socket file nobody listens on.
     let dead = dir.path().join("dead.sock");
     drop(std::os::unix::net::UnixListener::bind(&dead).unwrap());
-    let r = run_plugin(
-        &shipped_rule("check_runtime.sh", &[dead.to_str().unwrap()]),
-        80,
-    )
-    .await;
-    if which("curl") {
-        assert_eq!(r.status, PluginStatus::NonOk, "{}", r.message);
-        assert!(r.message.contains("refuses"), "{}", r.message);
-    }
+    let r = run(&dead).await;
+    assert_eq!(r.status, PluginStatus::NonOk, "{}", r.message);
+    assert!(r.message.contains("refuses"), "{}", r.message);
 }
 
-fn which(cmd: &str) -> bool {
-    std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
+/// curl's path. The shipped plugins use it; it is a test dependency
+/// (scripts/install-test-deps.sh installs it), so its absence fails the test.
+fn curl() -> PathBuf {
+    let out = std::process::Command::new("sh")
+        .args(["-c", "command -v curl"])
         .output()
-        .is_ok_and(|o| o.status.success())
+        .unwrap();
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success() && path.starts_with('/'),
+        "curl is not installed: the shipped plugin tests need it (scripts/install-test-deps.sh)"
+    );
+    PathBuf::from(path)
+}
+
+/// A directory holding only curl, for `PATH`: the shipped scripts then take their curl
+/// branch (the image installs curl), whatever else the machine has.
+fn curl_only() -> tempfile::TempDir {
+    let bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(curl(), bin.path().join("curl")).unwrap();
+    bin
 }
 
 fn shipped_rule(script: &str, args: &[&str]) -> npd::custom::CustomRule {
@@ -200,5 +215,25 @@ fn shipped_rule(script: &str, args: &[&str]) -> npd::custom::CustomRule {
         args: args.iter().map(|s| s.to_string()).collect(),
         timeout: Duration::from_secs(30),
         invoke_interval: Duration::from_secs(30),
+    }
+}
+
+/// A shipped plugin run by /bin/sh with `PATH` set to `bin` only (through env(1)), which
+/// decides which of curl, wget and crictl the script finds.
+fn shipped_rule_on_path(script: &str, args: &[&str], bin: &Path) -> npd::custom::CustomRule {
+    let mut argv = vec![
+        format!("PATH={}", bin.display()),
+        "/bin/sh".to_string(),
+        repo()
+            .join("config/plugin")
+            .join(script)
+            .display()
+            .to_string(),
+    ];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    npd::custom::CustomRule {
+        path: PathBuf::from("/usr/bin/env"),
+        args: argv,
+        ..shipped_rule(script, &[])
     }
 }

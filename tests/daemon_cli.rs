@@ -54,5 +54,13 @@ fn broken_config_is_reported_with_file_and_rule() {
 #[test]
 fn unknown_flag_is_rejected() {
     let out = Command::new(BIN).arg("--no-such-flag").output().unwrap();
-    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    // A usage error (exit 2, as clap and Go's flag package), not a crash or a start failure.
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--no-such-flag"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -6,7 +6,6 @@
 mod apiserver;
 mod support;
 
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -27,13 +26,7 @@ fn start_server() -> (tokio::runtime::Runtime, ApiServer) {
 }
 
 fn append(path: &Path, msg: &str) {
-    let stamp = jiff::Zoned::now().strftime("%b %e %H:%M:%S").to_string();
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    writeln!(f, "{stamp} {NODE} kernel: [  100.000000] {msg}").unwrap();
+    support::syslog::append(path, NODE, msg);
 }
 
 fn status_of(server: &ApiServer, t: &str) -> Option<(String, String)> {
@@ -62,7 +55,7 @@ const NIC: &str = r#"{
   "logPath": "LOG", "lookback": "1m", "source": "nic-monitor",
   "conditions": [
     {"type": "NicLinkDown", "reason": "NicLinkUp", "message": "all links up"},
-    {"type": "DiskFlaky", "reason": "DiskOk", "message": "disk ok", "recoverAfter": "3s"}
+    {"type": "DiskFlaky", "reason": "DiskOk", "message": "disk ok", "recoverAfter": "8s"}
   ],
   "rules": [
     {"type": "permanent", "condition": "NicLinkDown", "reason": "NicLinkDown", "pattern": "\\S+: Link is Down"},
@@ -105,7 +98,10 @@ fn log_conditions_go_true_and_recover_on_the_node() {
         "e1000e 0000:00:1f.6 eth0: Link is Up 1000 Mbps Full Duplex, Flow Control: None"
     );
 
-    // recoverAfter: no further match for 3 s brings the condition back by itself.
+    // recoverAfter: no further match for 8 s brings the condition back by itself. The
+    // deadline counts from the line's timestamp (whole seconds), and condition changes
+    // reach the node in 1 s batches: 8 s keeps the True state on the node for several
+    // batches even when the line is read late on a loaded machine.
     append(&log, "sd 0:0:0:0: timing out command, waited 180s");
     wait_status(&server, &d, "DiskFlaky", ("True", "DiskTimeout"));
     wait_status(&server, &d, "DiskFlaky", ("False", "DiskOk"));
@@ -133,6 +129,10 @@ fn log_conditions_go_true_and_recover_on_the_node() {
         "{msgs:#?}"
     );
     assert!(
+        msgs.contains(&"Node condition DiskFlaky is now: True, reason: DiskTimeout, message: \"sd 0:0:0:0: timing out command, waited 180s\""),
+        "{msgs:#?}"
+    );
+    assert!(
         msgs.contains(
             &"Node condition DiskFlaky is now: False, reason: DiskOk, message: \"disk ok\""
         ),
@@ -149,7 +149,25 @@ fn log_conditions_go_true_and_recover_on_the_node() {
         m.contains("problem_gauge{reason=\"DiskTimeout\",type=\"DiskFlaky\"} 0"),
         "{m}"
     );
-    assert!(m.contains("npd_condition_patches_total"), "{m}");
+    // Every status PATCH the server received succeeded and is counted: at least the first
+    // one and the four changes above, each awaited on its own, so never batched together.
+    let received = || {
+        server
+            .requests_matching("PATCH", &format!("/api/v1/nodes/{NODE}/status"))
+            .len() as f64
+    };
+    let counted = wait_for(Duration::from_secs(10), || {
+        d.metric("npd_condition_patches_total")
+            .filter(|v| *v == received())
+    });
+    let counted = counted.unwrap_or_else(|| {
+        panic!(
+            "npd_condition_patches_total {:?}, server received {}",
+            d.metric("npd_condition_patches_total"),
+            received()
+        )
+    });
+    assert!(counted >= 5.0, "{counted} patches");
 
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(Duration::from_secs(15)), Some(0), "{}", d.log());

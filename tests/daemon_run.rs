@@ -23,21 +23,10 @@ const RULES_V1: &str = r#"{
   ]
 }"#;
 
-fn syslog_line(msg: &str) -> String {
-    let now = jiff::Zoned::now();
-    format!(
-        "{} node1 kernel: [ 1234.567890] {msg}\n",
-        now.strftime("%b %e %H:%M:%S")
-    )
-}
+const HOST: &str = "node1";
 
 fn append(path: &Path, msg: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(syslog_line(msg).as_bytes()).unwrap();
+    support::syslog::append(path, HOST, msg);
 }
 
 fn counter(d: &Daemon, reason: &str) -> Option<f64> {
@@ -51,14 +40,7 @@ fn endpoints_metrics_and_graceful_shutdown() {
     append(&log, "Linux version 6.1.0 starting");
     let cfg = dir.path().join("kernel-monitor-filelog.json");
     std::fs::write(&cfg, RULES_V1.replace("LOG", log.to_str().unwrap())).unwrap();
-    let mut d = Daemon::start(
-        dir.path(),
-        &[
-            "--enable-k8s-exporter=false",
-            &format!("--config.system-log-monitor={}", cfg.display()),
-        ],
-    );
-    d.wait_up();
+    let mut d = Daemon::standalone(dir.path(), &cfg, &[]);
     let healthy = wait_for(Duration::from_secs(10), || {
         http_get(d.port, "/healthz").ok().filter(|(c, _)| *c == 200)
     });
@@ -108,8 +90,25 @@ fn endpoints_metrics_and_graceful_shutdown() {
     assert_eq!(c["status"], "True");
     assert_eq!(c["reason"], "DockerHung");
     assert_eq!(c["source"], "kernel-monitor");
-    let m = d.metrics();
-    assert!(m.contains("npd_source_lines_read_total{"), "{m}");
+    // The source's own counters: the three lines of the log, all read, none dropped.
+    let series = |name: &str| {
+        format!(
+            "{name}{{config=\"{}\",plugin=\"filelog\",source=\"kernel-monitor\"}}",
+            cfg.display()
+        )
+    };
+    assert_eq!(
+        d.metric(&series("npd_source_lines_read_total")),
+        Some(3.0),
+        "{}",
+        d.metrics()
+    );
+    for none in [
+        "npd_source_lines_skipped_total",
+        "npd_source_lines_unparsed_total",
+    ] {
+        assert_eq!(d.metric(&series(none)), Some(0.0), "{}", d.metrics());
+    }
 
     d.signal(libc::SIGTERM);
     let code = d.wait_exit(Duration::from_secs(10));
@@ -125,14 +124,7 @@ fn configmap_swap_reloads_rules_and_rejects_broken_config() {
     let cm = dir.path().join("config");
     let mut cmdir = ConfigMapDir::new(&cm, &[("kernel-monitor-filelog.json", &v1)]);
     let cfg = cm.join("kernel-monitor-filelog.json");
-    let mut d = Daemon::start(
-        dir.path(),
-        &[
-            "--enable-k8s-exporter=false",
-            &format!("--config.system-log-monitor={}", cfg.display()),
-        ],
-    );
-    d.wait_up();
+    let d = Daemon::standalone(dir.path(), &cfg, &[]);
     append(&log, "task docker:1 blocked for more than 120 seconds.");
     assert!(
         wait_for(Duration::from_secs(10), || {
@@ -156,7 +148,15 @@ fn configmap_swap_reloads_rules_and_rejects_broken_config() {
             .filter(|v| *v == 1.0)
     });
     assert!(reloaded.is_some(), "{}\n{}", d.metrics(), d.log());
-    assert_eq!(counter(&d, "SoftLockup"), Some(0.0));
+    // The monitor task swaps in the new rules (and initialises their metrics) after the
+    // reload is counted: wait for the new reason's counter to appear, at 0.
+    assert!(
+        wait_for(Duration::from_secs(10), || counter(&d, "SoftLockup")
+            .filter(|v| *v == 0.0))
+        .is_some(),
+        "{}",
+        d.metrics()
+    );
     append(
         &log,
         "watchdog: BUG: soft lockup - CPU#3 stuck for 22s! [kworker/3:1:123]",
@@ -228,14 +228,7 @@ fn missing_log_file_is_waiting_not_unhealthy() {
     let log = dir.path().join("not-yet.log");
     let cfg = dir.path().join("k.json");
     std::fs::write(&cfg, RULES_V1.replace("LOG", log.to_str().unwrap())).unwrap();
-    let mut d = Daemon::start(
-        dir.path(),
-        &[
-            "--enable-k8s-exporter=false",
-            &format!("--config.system-log-monitor={}", cfg.display()),
-        ],
-    );
-    d.wait_up();
+    let d = Daemon::standalone(dir.path(), &cfg, &[]);
     let body = wait_for(Duration::from_secs(10), || {
         http_get(d.port, "/healthz")
             .ok()
@@ -268,15 +261,7 @@ fn hung_read_is_stalled_then_recovers() {
     assert!(status.success());
     let cfg = dir.path().join("k.json");
     std::fs::write(&cfg, RULES_V1.replace("LOG", log.to_str().unwrap())).unwrap();
-    let mut d = Daemon::start(
-        dir.path(),
-        &[
-            "--enable-k8s-exporter=false",
-            "--source-stall-timeout=2s",
-            &format!("--config.system-log-monitor={}", cfg.display()),
-        ],
-    );
-    d.wait_up();
+    let d = Daemon::standalone(dir.path(), &cfg, &["--source-stall-timeout=2s"]);
     let stalled = wait_for(Duration::from_secs(15), || {
         http_get(d.port, "/healthz")
             .ok()
@@ -300,8 +285,11 @@ fn hung_read_is_stalled_then_recovers() {
     // reaches end of file and waits for input again; healthy, and the line counted.
     {
         let mut w = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
-        w.write_all(syslog_line("Out of memory: Killed process 1 (x) total-vm:1kB").as_bytes())
-            .unwrap();
+        w.write_all(
+            support::syslog::kernel_line(HOST, "Out of memory: Killed process 1 (x) total-vm:1kB")
+                .as_bytes(),
+        )
+        .unwrap();
     }
     assert!(
         wait_for(Duration::from_secs(10), || counter(&d, "OOMKilling")

@@ -26,14 +26,7 @@ fn kmsg_monitor_through_the_binary() {
         .to_string(),
     )
     .unwrap();
-    let mut d = Daemon::start(
-        dir.path(),
-        &[
-            "--enable-k8s-exporter=false",
-            &format!("--config.system-log-monitor={}", cfg.display()),
-        ],
-    );
-    d.wait_up();
+    let mut d = Daemon::standalone(dir.path(), &cfg, &[]);
     let mut w = kmsg_support::KmsgWriter::open();
     for i in 0..3 {
         w.info(&format!("{marker} problem {i}"));
@@ -64,14 +57,7 @@ fn journald_monitor_through_the_binary() {
     .unwrap();
     j.send("npd-e2e-kubelet", "Started kubelet before the agent");
     j.sync();
-    let mut d = Daemon::start(
-        dir.path(),
-        &[
-            "--enable-k8s-exporter=false",
-            &format!("--config.system-log-monitor={}", cfg.display()),
-        ],
-    );
-    d.wait_up();
+    let mut d = Daemon::standalone(dir.path(), &cfg, &[]);
     // Lookback: the entry written before start is read; a new one follows live; another
     // program's identical line is not ours.
     j.send("npd-e2e-kubelet", "Started kubelet after the agent");

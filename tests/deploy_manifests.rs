@@ -11,6 +11,9 @@
 //! object is also serialised back and compared with what was read: a misspelt or misplaced
 //! key is dropped on the way through and fails the comparison.
 
+#[path = "support/upstream.rs"]
+mod upstream_support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -527,15 +530,81 @@ fn daemonset_command_line_is_accepted_and_names_configmap_files() {
         .collect();
     assert_eq!(ports.get("metrics"), Some(&i32::from(d.prometheus_port)));
     assert_eq!(ports.get("healthz"), Some(&i32::from(d.port)));
-    let probe = c.liveness_probe.clone().expect("liveness probe");
-    let get = probe.http_get.expect("httpGet probe");
-    assert_eq!(get.path.as_deref(), Some("/healthz"));
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let on_healthz = |probe: &k8s_openapi::api::core::v1::Probe, what: &str| {
+        let get = probe.http_get.clone().expect("httpGet probe");
+        assert_eq!(get.path.as_deref(), Some("/healthz"), "{what}");
+        assert!(
+            get.port == IntOrString::String("healthz".into())
+                || get.port == IntOrString::Int(i32::from(d.port)),
+            "{what} port {:?}",
+            get.port
+        );
+    };
+    let liveness = c.liveness_probe.clone().expect("liveness probe");
+    on_healthz(&liveness, "liveness probe");
+
+    // /healthz answers 503 "starting" while the agent waits up to --apiserver-wait-timeout
+    // for the API server. A startup probe must cover that wait, so that the liveness probe
+    // (which only starts after the startup probe's first success) cannot restart the
+    // container into CrashLoopBackOff during an API server outage at start.
+    let startup = c.startup_probe.clone().expect("startup probe");
+    on_healthz(&startup, "startup probe");
+    let period = startup.period_seconds.unwrap_or(10);
+    let failures = startup.failure_threshold.unwrap_or(3);
+    let budget = i64::from(startup.initial_delay_seconds.unwrap_or(0))
+        + i64::from(period) * i64::from(failures);
+    let wait = d.apiserver_wait_timeout.as_secs() as i64;
     assert!(
-        get.port == IntOrString::String("healthz".into())
-            || get.port == IntOrString::Int(i32::from(d.port)),
-        "probe port {:?}",
-        get.port
+        budget >= wait + 30,
+        "startup probe allows {budget} s, less than --apiserver-wait-timeout ({wait} s) plus \
+         30 s to start the monitors"
+    );
+}
+
+/// The shipped custom plugin monitors, when the DaemonSet enables them, get what their
+/// scripts need: the kubelet check the node's network (the kubelet's healthz is on the
+/// node's 127.0.0.1), the runtime check the runtime socket.
+#[test]
+fn daemonset_gives_enabled_plugin_monitors_what_they_need() {
+    let ds = daemonset();
+    let c = container(&ds);
+    let pod = ds.spec.clone().template.spec.unwrap();
+    let custom = parsed_command(&c).daemon.custom_plugin_monitor_paths();
+    let enabled = |name: &str| custom.contains(&PathBuf::from("/config").join(name));
+    if enabled("kubelet-health-monitor.json") {
+        assert_eq!(
+            pod.host_network,
+            Some(true),
+            "kubelet-health-monitor.json needs hostNetwork: true"
+        );
+    }
+    if enabled("runtime-health-monitor.json") {
+        let volumes = pod.volumes.clone().unwrap_or_default();
+        let socket = c.volume_mounts.clone().unwrap_or_default().iter().any(|m| {
+            volumes.iter().any(|v| {
+                v.name == m.name
+                    && v.host_path
+                        .as_ref()
+                        .is_some_and(|h| h.path.ends_with(".sock") && h.path == m.mount_path)
+            })
+        });
+        assert!(
+            socket,
+            "runtime-health-monitor.json needs the runtime socket mounted at its host path"
+        );
+    }
+    // As shipped, neither is enabled (the base DaemonSet is not on the host network and
+    // mounts no runtime socket); the header says so.
+    assert!(
+        custom.is_empty(),
+        "custom plugin monitors enabled: {custom:?}"
+    );
+    assert!(pod.host_network.is_none_or(|h| !h));
+    let header = read(&repo().join("deploy/daemonset.yaml"));
+    assert!(
+        header.contains("hostNetwork: true"),
+        "header explains the kubelet check"
     );
 }
 
@@ -718,29 +787,9 @@ fn rbac_grants_exactly_the_design() {
 // ---------------------------------------------------------------------------------------
 // Upstream's DaemonSets run on our binary.
 
-fn upstream_dir() -> PathBuf {
-    let candidates = [
-        std::env::var_os("NPD_UPSTREAM_DIR").map(PathBuf::from),
-        Some(repo().join("../shared/upstream")),
-        // A worktree under <root>/wt/<name> has shared/ two levels up.
-        Some(repo().join("../../shared/upstream")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("deployment").is_dir())
-        .unwrap_or_else(|| {
-            panic!(
-                "upstream test data not found: expected shared/upstream/deployment beside the \
-                 repository ({}/../shared/upstream) or NPD_UPSTREAM_DIR",
-                repo().display()
-            )
-        })
-}
-
 #[test]
 fn upstream_daemonset_command_lines_are_accepted() {
-    let dir = upstream_dir().join("deployment");
+    let dir = upstream_support::deployment_dir();
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -884,6 +933,14 @@ fn dockerfile_copies_existing_paths_and_matches_the_daemonset() {
             .iter()
             .any(|c| !c.from_stage && c.sources == ["config/"] && c.dest == "/config/"),
         "final stage must copy config/ to /config/"
+    );
+    // The shipped plugins use curl (the kubelet check needs curl or wget, the runtime
+    // check probes the socket with curl); debian slim has neither.
+    assert!(
+        final_stage
+            .iter()
+            .any(|l| l.contains("apt-get install") && l.split_whitespace().any(|w| w == "curl")),
+        "final stage must install curl for config/plugin/*.sh"
     );
     let entry = final_stage
         .iter()

@@ -1,11 +1,15 @@
 //! The `dry-run` and `validate` subcommands through the real binary: exit codes, stdout,
 //! stderr.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use support::daemon::BIN;
+
 fn npd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_node-problem-detector"))
+    Command::new(BIN)
         .args(args)
         .output()
         .expect("run the binary")
@@ -56,7 +60,7 @@ fn dry_run_exit_codes() {
 
 #[test]
 fn dry_run_json_from_stdin_with_config() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_node-problem-detector"))
+    let mut child = Command::new(BIN)
         .args([
             "dry-run",
             "--output=json",

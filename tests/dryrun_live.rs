@@ -2,10 +2,13 @@
 //! the live /dev/kmsg, and `journalctl` output of a real journald the test starts in a
 //! namespace of its own. Needs root; fails loudly without it.
 
-use std::io::Write;
-use std::os::unix::net::UnixDatagram;
+#[path = "support/journald.rs"]
+mod journald_support;
+#[path = "support/kmsg.rs"]
+mod kmsg_support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use npd::dryrun::{DryRunArgs, OutputFormat};
@@ -39,26 +42,13 @@ fn capture(dir: &Path, name: &str, cmd: &str, args: &[&str]) -> PathBuf {
     p
 }
 
-fn assert_root() {
-    // SAFETY: geteuid has no arguments and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    assert_eq!(uid, 0, "these tests need root (/dev/kmsg, journald)");
-}
-
-fn write_kmsg(text: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/kmsg")
-        .expect("open /dev/kmsg for writing (root)");
-    f.write_all(text.as_bytes()).expect("write /dev/kmsg");
-}
-
 #[test]
 fn this_machines_dmesg_parses() {
-    assert_root();
-    let marker = format!("npddry-{}", std::process::id());
-    write_kmsg(&format!(
-        "<3>EXT4-fs error (device {marker}): ext4_find_entry:1683: inode #2: test\n"
+    // Root, /dev/kmsg, no write rate limit, and no other kmsg test of this binary at once.
+    let _kmsg = kmsg_support::KmsgGuard::acquire();
+    let marker = kmsg_support::unique_marker("dryrun");
+    kmsg_support::KmsgWriter::open().info(&format!(
+        "EXT4-fs error (device {marker}): ext4_find_entry:1683: inode #2: test"
     ));
     let dir = tempfile::tempdir().unwrap();
     let plain = capture(dir.path(), "dmesg", "dmesg", &[]);
@@ -115,54 +105,10 @@ fn this_machines_dmesg_parses() {
     assert!(input(&v)["kmsg_records_lost"].is_u64(), "{}", input(&v));
 }
 
-struct Journald {
-    child: Child,
-    ns: String,
-}
-
-impl Drop for Journald {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Ok(id) = std::fs::read_to_string("/etc/machine-id") {
-            for base in ["/var/log/journal", "/run/log/journal"] {
-                let _ = std::fs::remove_dir_all(format!("{base}/{}.{}", id.trim(), self.ns));
-            }
-        }
-    }
-}
-
-fn journalctl(ns: &str, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("journalctl")
-        .arg(format!("--namespace={ns}"))
-        .arg("--no-pager")
-        .args(args)
-        .output()
-        .expect("journalctl runs");
-    out.stdout
-}
-
 #[test]
 fn this_machines_journalctl_output_parses_and_routes() {
-    assert_root();
-    let ns = format!("npddry{}", std::process::id());
-    let child = Command::new("/lib/systemd/systemd-journald")
-        .arg(&ns)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start systemd-journald");
-    let jd = Journald {
-        child,
-        ns: ns.clone(),
-    };
-    let sock = format!("/run/systemd/journal.{ns}/socket");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !Path::new(&sock).exists() {
-        assert!(Instant::now() < deadline, "journald did not create {sock}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let s = UnixDatagram::unbound().unwrap();
+    // A journald of our own, in a namespace (fails loudly without root or journald).
+    let j = journald_support::TestJournald::start();
     let entries: &[(&str, &str)] = &[
         (
             "systemd",
@@ -179,19 +125,18 @@ fn this_machines_journalctl_output_parses_and_routes() {
         ),
     ];
     for (ident, msg) in entries {
-        let dgram = format!("MESSAGE={msg}\nSYSLOG_IDENTIFIER={ident}\n");
-        s.send_to(dgram.as_bytes(), &sock)
-            .expect("send to journald");
+        j.send(ident, msg);
     }
-    // Wait until the journal holds the last entry.
-    loop {
-        let out = journalctl(&ns, &["-o", "cat"]);
-        if String::from_utf8_lossy(&out).contains("Started kubelet.service") {
-            break;
-        }
+    j.sync();
+    // Wait until journalctl shows the last entry.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&j.journalctl_output(&["-o", "cat"]))
+        .contains("Started kubelet.service")
+    {
         assert!(
             Instant::now() < deadline,
-            "entries did not reach the journal"
+            "entries did not reach the journal of {}",
+            j.ns
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -206,7 +151,7 @@ fn this_machines_journalctl_output_parses_and_routes() {
     ];
     for (name, args, format) in formats {
         let p = dir.path().join(name);
-        std::fs::write(&p, journalctl(&ns, args)).unwrap();
+        std::fs::write(&p, j.journalctl_output(args)).unwrap();
         let v = json_run(&DryRunArgs {
             files: vec![p],
             output: OutputFormat::Json,
@@ -243,12 +188,8 @@ fn this_machines_journalctl_output_parses_and_routes() {
         );
     }
     // The binary journal itself: the namespace's directory, and one .journal file in it.
-    let id = std::fs::read_to_string("/etc/machine-id").unwrap();
-    let jdir = ["/var/log/journal", "/run/log/journal"]
-        .iter()
-        .map(|b| PathBuf::from(format!("{b}/{}.{ns}", id.trim())))
-        .find(|p| p.is_dir())
-        .expect("the namespace's journal directory");
+    j.sync();
+    let jdir = j.dir.clone();
     let file = std::fs::read_dir(&jdir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -273,5 +214,5 @@ fn this_machines_journalctl_output_parses_and_routes() {
             .collect();
         assert_eq!(reasons, ["ContainerdStart", "KubeletStart"], "{path:?}");
     }
-    drop(jd);
+    drop(j);
 }

@@ -1,11 +1,14 @@
-//! Upstream NPD's own system-log-monitor configs (../shared/upstream/config, beside the
-//! repository clone) load with our loader and mean the same: same conditions, same rules,
-//! and a representative line per upstream rule fires the same reason in our engine. Where
-//! we ship a replacement (kernel, filelog kernel, readonly, systemd, docker monitors), our
-//! config fires that reason for the line too.
+//! Upstream NPD's own system-log-monitor configs (vendored in tests/data/upstream/config)
+//! load with our loader and mean the same: same conditions, same rules, and a
+//! representative line per upstream rule fires the same reason in our engine. Where we ship
+//! a replacement (kernel, filelog kernel, readonly, systemd, docker monitors), our config
+//! fires that reason for the line too.
+
+#[path = "support/upstream.rs"]
+mod upstream_support;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use jiff::Timestamp;
 use npd::config::{MonitorConfig, RuleKind, load_monitor_config};
@@ -236,33 +239,13 @@ fn ours(upstream: &str) -> Option<&'static str> {
     }
 }
 
-/// `shared/upstream/config` beside the repository clone (CI), or beside the directory
-/// holding a git worktree (`/work/wt/<name>` next to `/work/shared`).
-fn upstream_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        root.join("../shared/upstream/config"),
-        root.join("../../shared/upstream/config"),
-    ];
-    candidates
-        .iter()
-        .find(|d| d.is_dir())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "upstream configs not found at {:?}: CI must check out shared/ beside the repository",
-                candidates
-            )
-        })
-}
-
 fn str_key<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
 /// The system-log-monitor configs upstream ships, and the skip list checked to be exact.
 fn system_log_configs() -> Vec<(String, Value)> {
-    let mut files: Vec<_> = std::fs::read_dir(upstream_dir())
+    let mut files: Vec<_> = std::fs::read_dir(upstream_support::config_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
@@ -310,7 +293,7 @@ fn fired(cfg: &MonitorConfig, line: &str) -> Vec<String> {
 
 #[test]
 fn upstream_configs_load_and_mean_the_same() {
-    let dir = upstream_dir();
+    let dir = upstream_support::config_dir();
     for (name, raw) in system_log_configs() {
         let cfg = load(&dir, &name);
         assert_eq!(cfg.plugin.as_str(), str_key(&raw, "plugin"), "{name}");
@@ -378,7 +361,7 @@ fn upstream_configs_load_and_mean_the_same() {
 
 #[test]
 fn representative_lines_fire_the_upstream_reason() {
-    let dir = upstream_dir();
+    let dir = upstream_support::config_dir();
     let ours_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let configs = system_log_configs();
     let mut failures = Vec::new();

@@ -4,6 +4,9 @@
 # Exit 0: kubelet answers "ok"; 1: it does not answer or answers something else;
 # 2: the check itself cannot run (no curl and no wget).
 # Usage: check_kubelet.sh [URL]   (or KUBELET_HEALTHZ_URL in the environment)
+# In a pod: the kubelet's healthz listens on the node's loopback, so the pod needs
+# hostNetwork: true; on the pod network 127.0.0.1 is the pod's own loopback, nothing answers
+# there and the condition would be True on every node.
 url="${1:-${KUBELET_HEALTHZ_URL:-http://127.0.0.1:10248/healthz}}"
 
 if command -v curl >/dev/null 2>&1; then

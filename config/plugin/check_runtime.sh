@@ -5,6 +5,9 @@
 # Exit 0: the runtime responds; 1: it does not; 2: the check cannot run (no socket
 # configured or found, and no crictl).
 # Usage: check_runtime.sh [SOCKET]   (or CONTAINER_RUNTIME_ENDPOINT in the environment)
+# In a pod: the runtime socket must be mounted from the host (a hostPath volume of type
+# Socket, e.g. /run/containerd/containerd.sock at the same path); without it the check finds
+# no socket and reports Unknown.
 sock="${1:-${CONTAINER_RUNTIME_ENDPOINT:-}}"
 sock="${sock#unix://}"
 if [ -z "$sock" ]; then

@@ -2,7 +2,7 @@
 //! through the real loader, rules that run `/bin/sh -c BODY`.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use npd::custom::{CustomPluginConfig, load_custom_config};
@@ -46,29 +46,6 @@ fn fastrand_name() -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// The shared upstream data directory (`../shared/upstream/config` next to the
-/// repository; from a worktree under /work/wt/<name> it is two levels up; or
-/// `NPD_SHARED_DIR`). Panics loudly when it is missing: the compatibility data is required.
-pub fn upstream_config_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(d) = std::env::var_os("NPD_SHARED_DIR") {
-        candidates.push(PathBuf::from(d));
-    }
-    candidates.push(root.join("../shared"));
-    candidates.push(root.join("../../shared"));
-    for c in &candidates {
-        let dir = c.join("upstream/config");
-        if dir.is_dir() {
-            return dir;
-        }
-    }
-    panic!(
-        "upstream configs not found (tried {candidates:?} + upstream/config): \
-         the compatibility test data is required"
-    );
 }
 
 /// Whether a process is still running (exists and is not a zombie).

@@ -86,6 +86,20 @@ impl Daemon {
         }
     }
 
+    /// Starts the binary standalone (Kubernetes exporter off) with one system log monitor
+    /// config and `extra` flags, and waits until it answers.
+    pub fn standalone(dir: &Path, cfg: &Path, extra: &[&str]) -> Daemon {
+        let mut args = vec![
+            "--enable-k8s-exporter=false".to_string(),
+            format!("--config.system-log-monitor={}", cfg.display()),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut d = Daemon::start(dir, &args);
+        d.wait_up();
+        d
+    }
+
     /// Waits until /healthz answers (any status).
     pub fn wait_up(&mut self) {
         let port = self.port;

@@ -168,8 +168,14 @@ impl Drop for Harness {
         self.stop.set();
         // Unblock a source waiting on a full channel.
         self.rx.close();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(t) = self.thread.take()
+            && let Err(panic) = t.join()
+            && !std::thread::panicking()
+        {
+            // The source thread panicked (its run() failed or a bug): fail the test with
+            // that panic instead of swallowing it. When the test is already failing, its
+            // own panic is the one reported.
+            std::panic::resume_unwind(panic);
         }
     }
 }

@@ -105,8 +105,15 @@ impl TestJournald {
     }
 
     fn journalctl(&self, args: &[&str]) {
+        self.journalctl_output(args);
+    }
+
+    /// Runs `journalctl --namespace=<ns> --no-pager ARGS` and returns its stdout; a failing
+    /// journalctl fails the test.
+    pub fn journalctl_output(&self, args: &[&str]) -> Vec<u8> {
         let out = Command::new("journalctl")
             .arg(format!("--namespace={}", self.ns))
+            .arg("--no-pager")
             .args(args)
             .output()
             .expect("run journalctl");
@@ -116,6 +123,7 @@ impl TestJournald {
             self.ns,
             String::from_utf8_lossy(&out.stderr)
         );
+        out.stdout
     }
 
     /// Asks journald to write everything it received to disk.

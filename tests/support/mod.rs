@@ -3,3 +3,4 @@
 
 pub mod configmap;
 pub mod daemon;
+pub mod syslog;
