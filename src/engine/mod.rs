@@ -244,10 +244,12 @@ impl Monitor {
         }
     }
 
-    /// Takes over a condition's state from elsewhere (the live Node at start, or the
-    /// monitor this one replaces on reload). Unknown types are ignored. Returns whether
-    /// the type is one of this monitor's.
-    pub fn restore_condition(&mut self, condition: &Condition) -> bool {
+    /// Takes over a condition's state from elsewhere (the live Node at start). Unknown
+    /// types are ignored. Returns whether the type is one of this monitor's. `now` is the
+    /// time of the restore: a restored True condition's `recoverAfter` quiet period counts
+    /// from it (the Node does not say when a rule last matched, and its transition time
+    /// may be long past, which would recover the condition at the first tick).
+    pub fn restore_condition(&mut self, condition: &Condition, now: Timestamp) -> bool {
         let Some(i) = self
             .conditions
             .iter()
@@ -258,7 +260,7 @@ impl Monitor {
         self.conditions[i] = condition.clone();
         if condition.status == ConditionStatus::True {
             // Recovery by time counts from the restore; we do not know the last match.
-            self.states[i].last_problem = Some(condition.transition);
+            self.states[i].last_problem = Some(now);
         }
         true
     }

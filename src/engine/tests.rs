@@ -109,13 +109,16 @@ fn gauge_follows_restored_and_carried_over_conditions() {
     m.init_metrics(&mut pm);
     assert_eq!(pm.gauge("KernelDeadlock", "DockerHung"), Some(false));
     // Restored True from the Node at start: the gauge says so before any line.
-    assert!(m.restore_condition(&Condition {
-        type_: "KernelDeadlock".into(),
-        status: ConditionStatus::True,
-        transition: ts(1),
-        reason: "DockerHung".into(),
-        message: "task docker:1 blocked".into(),
-    }));
+    assert!(m.restore_condition(
+        &Condition {
+            type_: "KernelDeadlock".into(),
+            status: ConditionStatus::True,
+            transition: ts(1),
+            reason: "DockerHung".into(),
+            message: "task docker:1 blocked".into(),
+        },
+        ts(1)
+    ));
     m.init_metrics(&mut pm);
     assert_eq!(pm.gauge("KernelDeadlock", "DockerHung"), Some(true));
     assert_eq!(pm.gauge("KernelDeadlock", "AUFSUmountHung"), Some(false));
@@ -125,6 +128,38 @@ fn gauge_follows_restored_and_carried_over_conditions() {
     new.init_metrics(&mut pm);
     assert_eq!(pm.gauge("KernelDeadlock", "DockerHung"), Some(true));
     assert_eq!(pm.gauge("KernelDeadlock", "AUFSUmountHung"), Some(false));
+}
+
+#[test]
+fn restored_condition_recovers_after_quiet_period_from_the_restore() {
+    const RECOVER: &str = r#"{
+      "plugin": "kmsg", "source": "nic",
+      "conditions": [{"type": "NicLinkDown", "reason": "NicLinkUp", "message": "up", "recoverAfter": "10m"}],
+      "rules": [{"type": "permanent", "condition": "NicLinkDown", "reason": "NicLinkDown", "pattern": "Link is Down"}]
+    }"#;
+    let mut m = monitor(RECOVER, MatchStrategy::Fast);
+    let mut pm = ProblemMetrics::default();
+    m.init_metrics(&mut pm);
+    // Set True on the Node an hour before this restart; restored at ts(3600).
+    assert!(m.restore_condition(
+        &Condition {
+            type_: "NicLinkDown".into(),
+            status: ConditionStatus::True,
+            transition: ts(0),
+            reason: "NicLinkDown".into(),
+            message: "eth0: Link is Down".into(),
+        },
+        ts(3600),
+    ));
+    assert_eq!(m.next_deadline(), Some(ts(3600 + 600)));
+    // The first tick after the restore does not recover it: the quiet period has not
+    // passed since the restore.
+    assert!(m.tick(ts(3601), &mut pm).is_empty());
+    assert_eq!(m.conditions()[0].status, ConditionStatus::True);
+    let out = m.tick(ts(3600 + 600), &mut pm);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].conditions[0].status, ConditionStatus::False);
+    assert_eq!(out[0].conditions[0].transition, ts(3600 + 600));
 }
 
 #[test]
