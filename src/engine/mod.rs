@@ -267,13 +267,32 @@ impl Monitor {
 
     /// Carries condition state and recent lines over from the monitor this one replaces
     /// (hot reload): conditions that still exist keep their status, and the buffer keeps
-    /// its lines so multi-line rules still see them.
+    /// its lines so multi-line rules still see them. A condition still at the old
+    /// config's default (False with its default reason and message) takes the new
+    /// config's default reason and message, so a changed default reaches the Node without
+    /// waiting for the condition to flip; its status and transition time stay.
     pub fn adopt_state(&mut self, old: &Monitor) {
-        for (i, c) in self.conditions.clone().iter().enumerate() {
-            if let Some(j) = old.conditions.iter().position(|o| o.type_ == c.type_) {
-                self.conditions[i] = old.conditions[j].clone();
-                self.states[i].last_problem = old.states[j].last_problem;
+        for i in 0..self.conditions.len() {
+            let Some(j) = old
+                .conditions
+                .iter()
+                .position(|o| o.type_ == self.conditions[i].type_)
+            else {
+                continue;
+            };
+            let carried = &old.conditions[j];
+            let old_default = &old.states[j].default;
+            let at_old_default = carried.status == ConditionStatus::False
+                && carried.reason == old_default.reason
+                && carried.message == old_default.message;
+            let new_default = &self.states[i].default;
+            let mut c = carried.clone();
+            if at_old_default {
+                c.reason.clone_from(&new_default.reason);
+                c.message.clone_from(&new_default.message);
             }
+            self.conditions[i] = c;
+            self.states[i].last_problem = old.states[j].last_problem;
         }
         for (msg, ts) in old.buffer.iter().rev().take(self.buffer_size).rev() {
             self.buffer.push_back((msg.clone(), *ts));

@@ -163,6 +163,44 @@ fn restored_condition_recovers_after_quiet_period_from_the_restore() {
 }
 
 #[test]
+fn reload_with_changed_default_updates_a_condition_at_its_default() {
+    let cfg = |reason: &str, message: &str| {
+        format!(
+            r#"{{
+          "plugin": "kmsg", "source": "k",
+          "conditions": [
+            {{"type": "A", "reason": "{reason}", "message": "{message}"}},
+            {{"type": "B", "reason": "{reason}", "message": "{message}"}},
+            {{"type": "C", "reason": "{reason}", "message": "{message}"}}
+          ],
+          "rules": [
+            {{"type": "permanent", "condition": "B", "reason": "BBad", "pattern": "b bad"}},
+            {{"type": "permanent", "condition": "C", "reason": "CBad", "pattern": "c bad"}},
+            {{"type": "recovery", "condition": "C", "reason": "CBack", "pattern": "c back"}}
+          ]
+        }}"#
+        )
+    };
+    let mut old = monitor(&cfg("OldOk", "old message"), MatchStrategy::Fast);
+    let _ = feed(&mut old, &[(1, "b bad"), (2, "c bad"), (3, "c back")]);
+    let mut new = monitor(&cfg("NewOk", "new message"), MatchStrategy::Fast);
+    new.adopt_state(&old);
+    let c = new.conditions();
+    // A was at the old default: it takes the new default, keeps status and transition.
+    assert_eq!(
+        (c[0].status, c[0].reason.as_str(), c[0].message.as_str()),
+        (ConditionStatus::False, "NewOk", "new message")
+    );
+    assert_eq!(c[0].transition, old.conditions()[0].transition);
+    // B is True: carried over as it is.
+    assert_eq!(c[1], old.conditions()[1]);
+    assert_eq!(c[1].reason, "BBad");
+    // C is False with a recovery rule's reason, not the default: carried over too.
+    assert_eq!(c[2], old.conditions()[2]);
+    assert_eq!(c[2].reason, "CBack");
+}
+
+#[test]
 fn multi_line_rule_matches_across_lines_with_suffix() {
     for strategy in [MatchStrategy::Fast, MatchStrategy::Plain] {
         let mut m = monitor(KERNEL, strategy);
