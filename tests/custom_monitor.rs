@@ -344,6 +344,45 @@ fn reload_adopts_kept_conditions_and_defaults_new_ones() {
 }
 
 #[test]
+fn reload_with_changed_default_updates_a_condition_at_its_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |reason: &str, message: &str| {
+        config(
+            dir.path(),
+            "",
+            &format!(
+                r#"{{"type": "C", "reason": "{reason}", "message": "{message}"}},
+                   {{"type": "D", "reason": "{reason}", "message": "{message}"}}"#
+            ),
+            &[
+                sh_rule("permanent", "C", "CIsBroken", "exit 0", ""),
+                sh_rule("permanent", "D", "DIsBroken", "exit 1", ""),
+            ],
+        )
+    };
+    let mut old = CustomMonitor::new(&cfg("OldOk", "old message"), t(0));
+    let mut metrics = ProblemMetrics::default();
+    old.apply(1, &res(PluginStatus::NonOk, "d broken"), t(1), &mut metrics)
+        .unwrap();
+    let mut new = CustomMonitor::new(&cfg("NewOk", "new message"), t(5));
+    new.adopt_state(&old);
+    let c = &new.conditions()[0];
+    // At the old default: the new default's reason and message, the old transition.
+    assert_eq!(
+        (
+            c.status,
+            c.reason.as_str(),
+            c.message.as_str(),
+            c.transition
+        ),
+        (ConditionStatus::False, "NewOk", "new message", t(0))
+    );
+    // True: carried over unchanged.
+    assert_eq!(new.conditions()[1], old.conditions()[1]);
+    assert_eq!(new.conditions()[1].reason, "DIsBroken");
+}
+
+#[test]
 fn carried_over_true_waits_for_every_rule_of_its_condition() {
     // Two rules on one condition; after a restore (or reload) B, the one that set it
     // True, has not reported yet when A reports OK: no flap to False and back.

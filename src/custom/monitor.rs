@@ -152,12 +152,26 @@ impl CustomMonitor {
     /// Carries condition state over from the monitor this one replaces (hot reload):
     /// every condition type both declare keeps its current status, reason, message and
     /// transition time; types only the new config declares start at their defaults.
-    /// Plugin results are not carried over (the rules may have changed): the new rules'
-    /// first results decide, by the usual precedence.
+    /// A condition still at the old config's default (False with its default reason and
+    /// message) takes the new config's default reason and message, so a changed default
+    /// reaches the Node at once. Plugin results are not carried over (the rules may have
+    /// changed): the new rules' first results decide, by the usual precedence.
     pub fn adopt_state(&mut self, old: &CustomMonitor) {
         for c in &mut self.conditions {
-            if let Some(o) = old.conditions.iter().find(|o| o.type_ == c.type_) {
-                *c = o.clone();
+            let Some(o) = old.conditions.iter().find(|o| o.type_ == c.type_) else {
+                continue;
+            };
+            let at_old_default = o.status == ConditionStatus::False
+                && old
+                    .defaults
+                    .iter()
+                    .any(|d| d.type_ == o.type_ && d.reason == o.reason && d.message == o.message);
+            let (reason, message) = (c.reason.clone(), c.message.clone());
+            *c = o.clone();
+            if at_old_default {
+                // `c` was built at the new default: keep its reason and message.
+                c.reason = reason;
+                c.message = message;
             }
         }
     }
