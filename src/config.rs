@@ -224,6 +224,33 @@ pub struct MonitorConfig {
     pub rules: Vec<RuleConfig>,
 }
 
+impl MonitorConfig {
+    /// Every `problem_gauge` (type, reason) series a monitor of this config may set from
+    /// its rules and defaults, sorted and without duplicates: permanent and recovery
+    /// rules and the conditions' default reasons. Empty when metrics reporting is off.
+    /// [`crate::engine::Monitor::gauge_series`] adds the monitor's current conditions
+    /// (a condition restored from the Node may carry a reason no rule has).
+    pub fn gauge_series(&self) -> Vec<(&str, &str)> {
+        if !self.metrics_reporting {
+            return Vec::new();
+        }
+        let mut out: Vec<(&str, &str)> = self
+            .rules
+            .iter()
+            .filter(|r| r.kind != RuleKind::Temporary)
+            .map(|r| (r.condition.as_str(), r.reason.as_str()))
+            .chain(
+                self.conditions
+                    .iter()
+                    .map(|c| (c.type_.as_str(), c.reason.as_str())),
+            )
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
 /// The result of loading one file: the config and the warnings it produced.
 #[derive(Debug, Clone)]
 pub struct Loaded<T> {

@@ -383,6 +383,44 @@ fn reload_with_changed_default_updates_a_condition_at_its_default() {
 }
 
 #[test]
+fn gauge_series_lists_every_series_the_monitor_may_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "",
+        &format!(r#"{COND}, {{"type": "D", "reason": "DIsFine", "message": "d"}}"#),
+        &[
+            sh_rule("permanent", "C", "CIsBroken", "exit 1", ""),
+            sh_rule("temporary", "", "Blip", "exit 1", ""),
+        ],
+    );
+    let expected = vec![("C", "CIsBroken"), ("C", "CIsFine"), ("D", "DIsFine")];
+    assert_eq!(cfg.gauge_series(), expected);
+    let mut m = CustomMonitor::new(&cfg, t(0));
+    assert_eq!(m.gauge_series(), expected);
+    let pm = CustomPluginMonitor::new(cfg.clone()).unwrap();
+    assert_eq!(pm.gauge_series(), expected);
+    // A restored condition with a reason no rule has is listed too (its gauge is 1).
+    assert!(m.restore_condition(&true_condition("D", "DWasBroken", "m", t(1))));
+    let mut metrics = ProblemMetrics::default();
+    m.init_metrics(&mut metrics);
+    assert_eq!(metrics.gauge("D", "DWasBroken"), Some(true));
+    assert!(m.gauge_series().contains(&("D", "DWasBroken")));
+    // Every series set while running is listed (the default reason's included).
+    m.apply(0, &res(PluginStatus::NonOk, "bad"), t(2), &mut metrics);
+    m.apply(0, &res(PluginStatus::Ok, "ok"), t(3), &mut metrics);
+    m.apply(0, &res(PluginStatus::Unknown, "?"), t(4), &mut metrics);
+    let series = m.gauge_series();
+    for (ty, reason, _) in metrics.gauges() {
+        assert!(
+            series.contains(&(ty, reason)),
+            "{ty} {reason} not in {series:?}"
+        );
+    }
+    assert_eq!(metrics.gauge("C", "CIsFine"), Some(false));
+}
+
+#[test]
 fn carried_over_true_waits_for_every_rule_of_its_condition() {
     // Two rules on one condition; after a restore (or reload) B, the one that set it
     // True, has not reported yet when A reports OK: no flap to False and back.

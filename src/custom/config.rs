@@ -86,6 +86,33 @@ pub struct CustomPluginConfig {
     pub rules: Vec<CustomRule>,
 }
 
+impl CustomPluginConfig {
+    /// Every `problem_gauge` (type, reason) series a monitor of this config may set from
+    /// its rules and defaults, sorted and without duplicates: permanent rules and the
+    /// conditions' default reasons. Empty when metrics reporting is off.
+    /// [`super::CustomMonitor::gauge_series`] adds the monitor's current conditions (a
+    /// condition restored from the Node may carry a reason no rule has).
+    pub fn gauge_series(&self) -> Vec<(&str, &str)> {
+        if !self.metrics_reporting {
+            return Vec::new();
+        }
+        let mut out: Vec<(&str, &str)> = self
+            .rules
+            .iter()
+            .filter(|r| r.kind == CustomRuleKind::Permanent)
+            .map(|r| (r.condition.as_str(), r.reason.as_str()))
+            .chain(
+                self.conditions
+                    .iter()
+                    .map(|c| (c.type_.as_str(), c.reason.as_str())),
+            )
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawConfig {

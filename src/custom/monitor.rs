@@ -116,21 +116,50 @@ impl CustomMonitor {
     /// Creates every rule's counter at 0 and every permanent rule's gauge at false, as
     /// upstream does at start, when metrics reporting is on. A condition that is already
     /// True (restored from the Node, or carried over by a reload) has its gauge at 1.
+    /// See [`ProblemMetrics::init_monitor`], which log monitors share.
     pub fn init_metrics(&self, metrics: &mut ProblemMetrics) {
         if !self.metrics_reporting {
             return;
         }
-        for rule in &self.rules {
-            if rule.kind == CustomRuleKind::Permanent {
-                metrics.set_gauge(&rule.condition, &rule.reason, false);
-            }
-            metrics.increment(&rule.reason, 0);
+        metrics.init_monitor(
+            self.rules.iter().map(|r| r.reason.as_str()),
+            self.rules
+                .iter()
+                .filter(|r| r.kind == CustomRuleKind::Permanent)
+                .map(|r| (r.condition.as_str(), r.reason.as_str())),
+            &self.conditions,
+        );
+    }
+
+    /// Every `problem_gauge` (type, reason) series this monitor may set, sorted and
+    /// without duplicates: its permanent rules, its conditions' defaults (a False or
+    /// Unknown condition's gauge is set under the default reason) and the current state
+    /// of its conditions (a condition restored from the Node may carry a reason no rule
+    /// has). Empty when metrics reporting is off. After a reload the daemon keeps exactly
+    /// the series some running monitor lists and removes the rest.
+    pub fn gauge_series(&self) -> Vec<(&str, &str)> {
+        if !self.metrics_reporting {
+            return Vec::new();
         }
-        for c in &self.conditions {
-            if c.status == ConditionStatus::True {
-                metrics.set_gauge(&c.type_, &c.reason, true);
-            }
-        }
+        let mut out: Vec<(&str, &str)> = self
+            .rules
+            .iter()
+            .filter(|r| r.kind == CustomRuleKind::Permanent)
+            .map(|r| (r.condition.as_str(), r.reason.as_str()))
+            .chain(
+                self.defaults
+                    .iter()
+                    .map(|d| (d.type_.as_str(), d.reason.as_str())),
+            )
+            .chain(
+                self.conditions
+                    .iter()
+                    .map(|c| (c.type_.as_str(), c.reason.as_str())),
+            )
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Takes over a condition's state from the live Node at start (`--restore-conditions`):

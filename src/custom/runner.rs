@@ -365,6 +365,12 @@ impl CustomPluginMonitor {
         self.monitor.conditions()
     }
 
+    /// Every `problem_gauge` (type, reason) series this monitor may set; see
+    /// [`CustomMonitor::gauge_series`].
+    pub fn gauge_series(&self) -> Vec<(&str, &str)> {
+        self.monitor.gauge_series()
+    }
+
     /// Takes over a condition restored from the live Node at start; see
     /// [`CustomMonitor::restore_condition`]. Returns whether the type is this monitor's.
     pub fn restore_condition(&mut self, condition: &crate::types::Condition) -> bool {

@@ -212,36 +212,54 @@ impl Monitor {
     }
 
     /// Sets every rule's counter (and permanent rules' gauges) to 0, as upstream does at
-    /// start, when metrics reporting is on.
+    /// start, when metrics reporting is on; a condition already True (restored from the
+    /// Node, or carried over by a reload) has its (type, reason) gauge at 1. See
+    /// [`ProblemMetrics::init_monitor`], which the custom plugin monitor shares.
     pub fn init_metrics(&self, metrics: &mut ProblemMetrics) {
         if !self.metrics_reporting {
             return;
         }
-        let active = |rule: &&CompiledRule| {
-            self.conditions.iter().any(|c| {
-                c.type_ == rule.cfg.condition
-                    && c.status == ConditionStatus::True
-                    && c.reason == rule.cfg.reason
-            })
-        };
-        for rule in &self.rules {
-            match rule.cfg.kind {
-                RuleKind::Permanent => {
-                    metrics.set_gauge(&rule.cfg.condition, &rule.cfg.reason, false);
-                    metrics.increment(&rule.cfg.reason, 0);
-                }
-                RuleKind::Temporary => metrics.increment(&rule.cfg.reason, 0),
-                RuleKind::Recovery => {}
-            }
+        let rules = || self.rules.iter().map(|r| &r.cfg);
+        metrics.init_monitor(
+            rules()
+                .filter(|r| r.kind != RuleKind::Recovery)
+                .map(|r| r.reason.as_str()),
+            rules()
+                .filter(|r| r.kind == RuleKind::Permanent)
+                .map(|r| (r.condition.as_str(), r.reason.as_str())),
+            &self.conditions,
+        );
+    }
+
+    /// Every `problem_gauge` (type, reason) series this monitor may set, sorted and
+    /// without duplicates: its permanent and recovery rules, its conditions' defaults
+    /// (`recoverAfter` sets those), and the current state of its conditions (a condition
+    /// restored from the Node may carry a reason no rule has). Empty when metrics
+    /// reporting is off. After a reload the daemon keeps exactly the series some running
+    /// monitor lists and removes the rest.
+    pub fn gauge_series(&self) -> Vec<(&str, &str)> {
+        if !self.metrics_reporting {
+            return Vec::new();
         }
-        // Then 1 for a condition already True with this reason (restored from the Node,
-        // or carried over by a reload). Last, because setting a type's gauge for one
-        // reason zeroes its other reasons.
-        for rule in self.rules.iter().filter(active) {
-            if rule.cfg.kind == RuleKind::Permanent {
-                metrics.set_gauge(&rule.cfg.condition, &rule.cfg.reason, true);
-            }
-        }
+        let mut out: Vec<(&str, &str)> = self
+            .rules
+            .iter()
+            .filter(|r| r.cfg.kind != RuleKind::Temporary)
+            .map(|r| (r.cfg.condition.as_str(), r.cfg.reason.as_str()))
+            .chain(
+                self.states
+                    .iter()
+                    .map(|s| (s.default.type_.as_str(), s.default.reason.as_str())),
+            )
+            .chain(
+                self.conditions
+                    .iter()
+                    .map(|c| (c.type_.as_str(), c.reason.as_str())),
+            )
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Takes over a condition's state from elsewhere (the live Node at start). Unknown

@@ -201,6 +201,86 @@ fn reload_with_changed_default_updates_a_condition_at_its_default() {
 }
 
 #[test]
+fn gauge_is_one_for_a_true_condition_whatever_its_reason() {
+    // A condition restored True with a reason no rule of this config has (the rule was
+    // renamed since): the gauge says True, as the custom plugin monitor's does.
+    let mut m = monitor(KERNEL, MatchStrategy::Fast);
+    assert!(m.restore_condition(
+        &Condition {
+            type_: "KernelDeadlock".into(),
+            status: ConditionStatus::True,
+            transition: ts(1),
+            reason: "LegacyHung".into(),
+            message: "old".into(),
+        },
+        ts(2),
+    ));
+    let mut pm = ProblemMetrics::default();
+    m.init_metrics(&mut pm);
+    assert_eq!(pm.gauge("KernelDeadlock", "LegacyHung"), Some(true));
+    assert_eq!(pm.gauge("KernelDeadlock", "DockerHung"), Some(false));
+    assert_eq!(pm.counter("OOMKilling"), Some(0));
+    assert_eq!(pm.counter("DockerHung"), Some(0));
+    assert!(m.gauge_series().contains(&("KernelDeadlock", "LegacyHung")));
+}
+
+#[test]
+fn gauge_series_lists_every_series_the_monitor_may_set() {
+    const ALL: &str = r#"{
+      "plugin": "kmsg", "source": "nic",
+      "conditions": [
+        {"type": "NicLinkDown", "reason": "NicLinkUp", "message": "up", "recoverAfter": "1h"},
+        {"type": "Quiet", "reason": "QuietOk", "message": "no rules"}
+      ],
+      "rules": [
+        {"type": "temporary", "reason": "Flap", "pattern": "flap"},
+        {"type": "permanent", "condition": "NicLinkDown", "reason": "NicLinkDown", "pattern": "Link is Down"},
+        {"type": "recovery", "condition": "NicLinkDown", "reason": "NicLinkBack", "pattern": "Link is Up"}
+      ]
+    }"#;
+    let cfg = parse_monitor_config(Path::new("t.json"), ALL)
+        .unwrap()
+        .config;
+    let expected = vec![
+        ("NicLinkDown", "NicLinkBack"),
+        ("NicLinkDown", "NicLinkDown"),
+        ("NicLinkDown", "NicLinkUp"),
+        ("Quiet", "QuietOk"),
+    ];
+    assert_eq!(cfg.gauge_series(), expected);
+    let mut m = Monitor::new(&cfg, ts(0)).unwrap();
+    assert_eq!(m.gauge_series(), expected);
+    // Every series the monitor sets while it runs is listed: match, recovery rule,
+    // recoverAfter.
+    let mut pm = ProblemMetrics::default();
+    m.init_metrics(&mut pm);
+    for (t, l) in [(1, "Link is Down"), (2, "Link is Up"), (3, "Link is Down")] {
+        m.process(&LogLine::new(ts(t), l), &mut pm);
+    }
+    m.tick(ts(3 + 3600), &mut pm);
+    let set: Vec<(&str, &str)> = pm.gauges().map(|(t, r, _)| (t, r)).collect();
+    assert_eq!(
+        set,
+        vec![
+            ("NicLinkDown", "NicLinkBack"),
+            ("NicLinkDown", "NicLinkDown"),
+            ("NicLinkDown", "NicLinkUp"),
+        ]
+    );
+    assert!(set.iter().all(|s| expected.contains(s)));
+    // metricsReporting off: the monitor sets nothing, so it owns nothing.
+    let off = ALL.replace(
+        r#""source": "nic","#,
+        r#""source": "nic", "metricsReporting": false,"#,
+    );
+    let cfg = parse_monitor_config(Path::new("t.json"), &off)
+        .unwrap()
+        .config;
+    assert!(cfg.gauge_series().is_empty());
+    assert!(Monitor::new(&cfg, ts(0)).unwrap().gauge_series().is_empty());
+}
+
+#[test]
 fn multi_line_rule_matches_across_lines_with_suffix() {
     for strategy in [MatchStrategy::Fast, MatchStrategy::Plain] {
         let mut m = monitor(KERNEL, strategy);
