@@ -70,7 +70,8 @@ pub struct CustomPluginConfig {
     pub timeout: Duration,
     /// `pluginConfig.max_output_length`: the message is cut to this many bytes.
     pub max_output_length: usize,
-    /// `pluginConfig.concurrency`: plugins running at once.
+    /// `pluginConfig.concurrency`: plugins running at once (as written; the runner uses
+    /// at most one permit per rule, so a larger value means every rule at once).
     pub concurrency: usize,
     /// `pluginConfig.enable_message_change_based_condition_update`.
     pub enable_message_change_based_condition_update: bool,

@@ -405,7 +405,7 @@ impl CustomPluginMonitor {
         {
             return monitor;
         }
-        let sem = Arc::new(Semaphore::new(config.concurrency));
+        let sem = Arc::new(Semaphore::new(permits(&config)));
         let n = config.rules.len().max(1) as u32;
         // Bounded: each rule task has at most one result in flight.
         let (res_tx, mut res_rx) = mpsc::channel(config.rules.len().max(1));
@@ -463,6 +463,17 @@ impl CustomPluginMonitor {
     }
 }
 
+/// Permits of a monitor's semaphore: `concurrency`, but at most one per rule (each rule
+/// runs one plugin at a time, so more permits change nothing). Any value is accepted,
+/// as upstream does; `Semaphore::new` panics above `MAX_PERMITS`, which the number of
+/// rules never reaches.
+fn permits(config: &CustomPluginConfig) -> usize {
+    config
+        .concurrency
+        .min(config.rules.len())
+        .clamp(1, Semaphore::MAX_PERMITS)
+}
+
 fn lock(m: &Mutex<ProblemMetrics>) -> std::sync::MutexGuard<'_, ProblemMetrics> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -494,7 +505,7 @@ pub async fn run_once_detailed(config: CustomPluginConfig) -> (Vec<Status>, Vec<
     let mut metrics = ProblemMetrics::default();
     monitor.init_metrics(&mut metrics);
     let mut statuses: Vec<Status> = monitor.initial_status().into_iter().collect();
-    let sem = Arc::new(Semaphore::new(config.concurrency));
+    let sem = Arc::new(Semaphore::new(permits(&config)));
     let mut set = tokio::task::JoinSet::new();
     for (i, rule) in config.rules.iter().cloned().enumerate() {
         let sem = sem.clone();
@@ -535,7 +546,28 @@ pub async fn run_once_detailed(config: CustomPluginConfig) -> (Vec<Status>, Vec<
 
 #[cfg(test)]
 mod tests {
-    use super::cut;
+    use super::{Semaphore, cut, permits};
+
+    #[test]
+    fn permits_are_at_most_one_per_rule() {
+        let l = crate::custom::config::parse_custom_config(
+            std::path::Path::new("c.json"),
+            r#"{"plugin":"custom","pluginConfig":{"concurrency":9223372036854775807},
+                "rules":[{"type":"temporary","reason":"A","path":"/bin/true"},
+                         {"type":"temporary","reason":"B","path":"/bin/true"}]}"#,
+        )
+        .unwrap();
+        let mut c = l.config;
+        assert_eq!(permits(&c), 2);
+        c.concurrency = 1;
+        assert_eq!(permits(&c), 1);
+        c.rules.clear();
+        assert_eq!(permits(&c), 1);
+        c.concurrency = usize::MAX;
+        assert_eq!(permits(&c), 1);
+        // Never above what the semaphore takes.
+        assert!(permits(&c) <= Semaphore::MAX_PERMITS);
+    }
 
     #[test]
     fn cut_respects_char_boundaries() {
