@@ -334,11 +334,14 @@ const RULE_KEYS: &[&str] = &[
     "window",
 ];
 
-/// Validates `conditions[]`: a type is required and declared once; `recoverAfter`, when
-/// given, is a positive Go duration.
+/// Validates `conditions[]`: a type is required and declared once. With
+/// `recover_after`, `recoverAfter`, when given, is a positive Go duration; without it
+/// (custom plugin configs, whose loader warns about the key as unknown) it is not read
+/// at all, so an unknown key's value can never fail the load.
 pub(crate) fn parse_conditions(
     path: &Path,
     raw: Vec<RawCondition>,
+    recover_after: bool,
 ) -> Result<Vec<ConditionConfig>, ConfigError> {
     let mut conditions: Vec<ConditionConfig> = Vec::new();
     for (i, c) in raw.into_iter().enumerate() {
@@ -358,7 +361,8 @@ pub(crate) fn parse_conditions(
                 message: format!("condition {type_:?} is declared twice"),
             });
         }
-        let recover_after = match c.recover_after.as_deref() {
+        let given = c.recover_after.as_deref().filter(|_| recover_after);
+        let recover_after = match given {
             None | Some("") => None,
             Some(v) => {
                 let d = duration_key(path, &key("recoverAfter"), v)?;
@@ -629,7 +633,7 @@ fn monitor_config_from_value(
         });
     }
 
-    let conditions = parse_conditions(path, raw.conditions.unwrap_or_default())?;
+    let conditions = parse_conditions(path, raw.conditions.unwrap_or_default(), true)?;
 
     let mut rules = Vec::new();
     for (index, r) in raw.rules.unwrap_or_default().into_iter().enumerate() {

@@ -286,11 +286,9 @@ fn custom_config_from_value(
     };
 
     // recoverAfter is a log-monitor extension; here the key is warned about as unknown
-    // and has no effect (a custom rule's OK result already recovers its condition).
-    let mut conditions = crate::config::parse_conditions(path, raw.conditions.unwrap_or_default())?;
-    for c in &mut conditions {
-        c.recover_after = None;
-    }
+    // and not read (a custom rule's OK result already recovers its condition).
+    let conditions =
+        crate::config::parse_conditions(path, raw.conditions.unwrap_or_default(), false)?;
 
     let mut rules = Vec::new();
     for (index, r) in raw.rules.unwrap_or_default().into_iter().enumerate() {
@@ -442,6 +440,21 @@ mod tests {
         assert!(e.contains("rule 0") && e.contains("\"X\""), "{e}");
         let e = parse(r#"{"plugin":"kmsg"}"#).unwrap_err().to_string();
         assert!(e.contains("kmsg"), "{e}");
+    }
+
+    #[test]
+    fn recover_after_is_an_ignored_unknown_key() {
+        let l = parse(
+            r#"{"plugin":"custom","conditions":[{"type":"C","reason":"Ok","message":"m","recoverAfter":"bogus"}],
+            "rules":[{"type":"permanent","condition":"C","reason":"Bad","path":"/bin/true"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(l.config.conditions[0].recover_after, None);
+        let msgs: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            msgs,
+            vec!["t.json: unknown key conditions[0].recoverAfter (ignored)"]
+        );
     }
 
     #[test]
