@@ -574,14 +574,25 @@ fn monitor_config_from_value(
         }
         for key in ["timestamp", "message"] {
             if let Some(re) = plugin_config.get(key)
-                && let Err(e) = regex::Regex::new(re)
+                && let Err(e) = crate::engine::pattern::compile_plain(re)
             {
                 return Err(ConfigError::InvalidValue {
                     path: p(),
                     key: format!("pluginConfig.{key}"),
-                    message: format!("invalid regex: {e}"),
+                    message: e.to_string(),
                 });
             }
+        }
+        // Checked here, not only when the source starts: on a reload the old monitor is
+        // replaced only by one whose source can start.
+        if let Some(layout) = plugin_config.get("timestampFormat")
+            && let Err(e) = crate::gotime::GoLayout::new(layout)
+        {
+            return Err(ConfigError::InvalidValue {
+                path: p(),
+                key: "pluginConfig.timestampFormat".into(),
+                message: e.to_string(),
+            });
         }
     }
     let log_path = match (raw.log_path.filter(|s| !s.is_empty()), plugin) {
@@ -774,6 +785,30 @@ mod tests {
     }
 
     #[test]
+    fn filelog_regexes_have_the_rules_dialect() {
+        // Octal escapes mean what they mean in Go and in the rules (`\101` is "A"), in
+        // the loader and in the translator alike.
+        let l = parse(
+            r#"{"plugin":"filelog","logPath":"/x","source":"s","pluginConfig":{
+                "timestamp":"^\\S+ \\S+","message":"\\101: (.*)","timestampFormat":"2006-01-02 15:04:05"}}"#,
+        )
+        .unwrap();
+        let t = crate::source::filelog::Translator::new(&l.config)
+            .unwrap()
+            .with_time_zone(jiff::tz::TimeZone::UTC);
+        match t.translate(
+            "2026-01-02 03:04:05 A: disk on fire",
+            jiff::Timestamp::now(),
+            None,
+        ) {
+            crate::source::filelog::Translated::Line(line) => {
+                assert_eq!(line.message, "disk on fire")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn defaults_are_upstreams() {
         let l = parse(r#"{"plugin":"kmsg","source":"k","rules":[]}"#).unwrap();
         let c = l.config;
@@ -829,6 +864,35 @@ mod tests {
             .to_string();
         assert!(
             e.starts_with("test.json: missing required key pluginConfig.message"),
+            "{e}"
+        );
+        let filelog = |plugin_config: &str| {
+            parse(&format!(
+                r#"{{"plugin":"filelog","logPath":"/x","pluginConfig":{plugin_config}}}"#
+            ))
+        };
+        let e =
+            filelog(r#"{"timestamp":"^.{15}","message":"(.*)","timestampFormat":"Jan 002 15:04"}"#)
+                .unwrap_err()
+                .to_string();
+        assert_eq!(
+            e,
+            "test.json: key pluginConfig.timestampFormat: unsupported element \"002\" in Go time layout \"Jan 002 15:04\""
+        );
+        let e = filelog(r#"{"timestamp":"^.{10}","message":"(.*)","timestampFormat":"%Y-%m-%d"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "test.json: key pluginConfig.timestampFormat: Go time layout \"%Y-%m-%d\""
+            ),
+            "{e}"
+        );
+        let e = filelog(r#"{"timestamp":"^.{15}","message":"\\Qkernel:\\E(.*)","timestampFormat":"Jan _2 15:04:05"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("test.json: key pluginConfig.message: Go's \\Q...\\E"),
             "{e}"
         );
         let e = parse(r#"{"plugin":"kmsg","lookback":"5 minutes"}"#)

@@ -138,3 +138,26 @@ fn load_errors_and_unknown_keys() {
     assert!(o.warnings >= 1, "{text}");
     assert_eq!(o.exit_code(), 1);
 }
+
+#[test]
+fn filelog_timestamp_format_is_checked() {
+    // A layout the filelog source cannot use: validate (and the loader, so a reload)
+    // rejects it instead of the source failing when it starts.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "filelog.json",
+        r#"{"plugin": "filelog", "source": "m", "logPath": "/var/log/kern.log",
+  "pluginConfig": {"timestamp": "^.{15}", "message": "kernel: (.*)", "timestampFormat": "%b %d %H:%M:%S"},
+  "conditions": [], "rules": []}"#,
+    );
+    let (text, o) = check(vec![bad.clone()]);
+    assert!(
+        text.contains(&format!(
+            "{}: key pluginConfig.timestampFormat: Go time layout \"%b %d %H:%M:%S\"",
+            bad.display()
+        )),
+        "{text}"
+    );
+    assert_eq!(o.exit_code(), 1, "{text}");
+}
