@@ -203,9 +203,6 @@ pub fn check(c: &MonitorConfig) -> Vec<Finding> {
         if r.window.is_some_and(|w| w.is_zero()) {
             push(true, "window must be longer than 0".into());
         }
-        if r.kind == RuleKind::Recovery && r.severity.is_some() {
-            push(false, "severity has no effect on a recovery rule".into());
-        }
         if let Some(j) = seen.get(r.pattern.as_str()) {
             push(
                 false,

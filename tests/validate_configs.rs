@@ -161,3 +161,22 @@ fn filelog_timestamp_format_is_checked() {
     );
     assert_eq!(o.exit_code(), 1, "{text}");
 }
+
+#[test]
+fn severity_on_a_recovery_rule_is_not_warned_about() {
+    // It sets the type of the recovery's event (Normal by default): it has an effect.
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "recovery.json",
+        r#"{"plugin": "kmsg", "source": "m",
+  "conditions": [{"type": "A", "reason": "AOk", "message": "fine"}],
+  "rules": [
+    {"type": "permanent", "condition": "A", "reason": "ABad", "pattern": "bad thing"},
+    {"type": "recovery", "condition": "A", "reason": "AGood", "pattern": "good thing", "severity": "warn"}
+  ]}"#,
+    );
+    let (text, o) = check(vec![p]);
+    assert_eq!((o.errors, o.warnings), (0, 0), "{text}");
+    assert!(text.contains("ok (2 rules, 1 conditions)"), "{text}");
+}
