@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::config::{MonitorConfig, RuleKind};
+use crate::config::{ConfigError, Loaded, MonitorConfig};
 use crate::engine::pattern;
 
 /// Arguments of `validate`.
@@ -54,53 +54,63 @@ pub fn run(args: &ValidateArgs, out: &mut dyn Write) -> std::io::Result<Validate
         let p = path.display().to_string();
         if crate::dryrun::is_custom_plugin(path) {
             // Custom plugin configs: the custom loader's errors and warnings.
-            match crate::custom::load_custom_config(path) {
-                Err(e) => {
-                    writeln!(out, "{e}")?;
-                    writeln!(out, "{p}: error: the config does not load")?;
-                    total.errors += 1;
-                }
-                Ok(loaded) => {
-                    for w in &loaded.warnings {
-                        writeln!(out, "{}: warning: {}", w.path.display(), w.message)?;
-                        total.warnings += 1;
-                    }
-                    if loaded.warnings.is_empty() {
-                        writeln!(out, "{p}: ok (custom plugin)")?;
-                    }
-                }
+            let loaded = report_load(out, &p, crate::custom::load_custom_config(path), &mut total)?;
+            if loaded.is_some_and(|l| l.warnings.is_empty()) {
+                writeln!(out, "{p}: ok (custom plugin)")?;
             }
             continue;
         }
-        match crate::config::load_monitor_config(path) {
-            Err(e) => {
-                writeln!(out, "{e}")?;
-                writeln!(out, "{p}: error: the config does not load")?;
-                total.errors += 1;
-            }
-            Ok(loaded) => {
-                for w in &loaded.warnings {
-                    writeln!(out, "{}: warning: {}", w.path.display(), w.message)?;
-                    total.warnings += 1;
-                }
-                let findings = check(&loaded.config);
-                for f in &findings {
-                    writeln!(out, "{p}: {f}")?;
-                }
-                total.errors += findings.iter().filter(|f| f.error).count();
-                total.warnings += findings.iter().filter(|f| !f.error).count();
-                if findings.is_empty() && loaded.warnings.is_empty() {
-                    writeln!(
-                        out,
-                        "{p}: ok ({} rules, {} conditions)",
-                        loaded.config.rules.len(),
-                        loaded.config.conditions.len()
-                    )?;
-                }
-            }
+        let Some(loaded) = report_load(
+            out,
+            &p,
+            crate::config::load_monitor_config(path),
+            &mut total,
+        )?
+        else {
+            continue;
+        };
+        let findings = check(&loaded.config);
+        for f in &findings {
+            writeln!(out, "{p}: {f}")?;
+        }
+        let errors = findings.iter().filter(|f| f.error).count();
+        total.errors += errors;
+        total.warnings += findings.len() - errors;
+        if findings.is_empty() && loaded.warnings.is_empty() {
+            writeln!(
+                out,
+                "{p}: ok ({} rules, {} conditions)",
+                loaded.config.rules.len(),
+                loaded.config.conditions.len()
+            )?;
         }
     }
     Ok(total)
+}
+
+/// Prints a loader's error (then `path: error: the config does not load`) or its
+/// warnings, counts them, and returns the loaded config.
+fn report_load<T>(
+    out: &mut dyn Write,
+    p: &str,
+    result: Result<Loaded<T>, ConfigError>,
+    total: &mut ValidateOutcome,
+) -> std::io::Result<Option<Loaded<T>>> {
+    match result {
+        Err(e) => {
+            writeln!(out, "{e}")?;
+            writeln!(out, "{p}: error: the config does not load")?;
+            total.errors += 1;
+            Ok(None)
+        }
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                writeln!(out, "{}: warning: {}", w.path.display(), w.message)?;
+                total.warnings += 1;
+            }
+            Ok(Some(loaded))
+        }
+    }
 }
 
 /// One finding about a loaded config.
@@ -124,10 +134,11 @@ impl std::fmt::Display for Finding {
     }
 }
 
-/// The checks beyond the loader's: rules that can never fire or will surprise.
+/// The checks beyond the loader's (which already rejects undeclared conditions, bad
+/// `minOccurrences`/`window`/`recoverAfter` values and warns about a `window` without
+/// `minOccurrences`): rules that can never fire or will surprise.
 pub fn check(c: &MonitorConfig) -> Vec<Finding> {
     let mut out = Vec::new();
-    let declared: Vec<&str> = c.conditions.iter().map(|x| x.type_.as_str()).collect();
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, r) in c.rules.iter().enumerate() {
         let mut push = |error: bool, message: String| {
@@ -178,31 +189,6 @@ pub fn check(c: &MonitorConfig) -> Vec<Finding> {
                 }
             }
         }
-        if matches!(r.kind, RuleKind::Permanent | RuleKind::Recovery) {
-            if r.condition.is_empty() {
-                push(
-                    true,
-                    "a permanent or recovery rule needs a condition".into(),
-                );
-            } else if !declared.contains(&r.condition.as_str()) {
-                push(
-                    true,
-                    format!("condition {:?} is not declared in conditions", r.condition),
-                );
-            }
-        }
-        if r.min_occurrences > 1 && r.window.is_none() {
-            push(true, "minOccurrences needs a window".into());
-        }
-        if r.window.is_some() && r.min_occurrences <= 1 {
-            push(
-                false,
-                "window has no effect without minOccurrences > 1".into(),
-            );
-        }
-        if r.window.is_some_and(|w| w.is_zero()) {
-            push(true, "window must be longer than 0".into());
-        }
         if let Some(j) = seen.get(r.pattern.as_str()) {
             push(
                 false,
@@ -210,18 +196,6 @@ pub fn check(c: &MonitorConfig) -> Vec<Finding> {
             );
         } else {
             seen.insert(&r.pattern, i);
-        }
-    }
-    for cond in &c.conditions {
-        if cond.recover_after.is_some_and(|d| d.is_zero()) {
-            out.push(Finding {
-                rule: None,
-                error: true,
-                message: format!(
-                    "condition {:?}: recoverAfter must be longer than 0",
-                    cond.type_
-                ),
-            });
         }
     }
     out

@@ -180,3 +180,28 @@ fn severity_on_a_recovery_rule_is_not_warned_about() {
     assert_eq!((o.errors, o.warnings), (0, 0), "{text}");
     assert!(text.contains("ok (2 rules, 1 conditions)"), "{text}");
 }
+
+#[test]
+fn validate_and_the_loader_agree_on_window() {
+    // A window without minOccurrences above 1 is the loader's warning, once; a zero
+    // window then is no error either (the daemon loads the config).
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "window.json",
+        r#"{"plugin": "kmsg", "source": "m", "conditions": [],
+  "rules": [{"type": "temporary", "reason": "R", "pattern": "x", "minOccurrences": 1, "window": "0s"}]}"#,
+    );
+    let (text, o) = check(vec![p.clone()]);
+    assert_eq!((o.errors, o.warnings), (0, 1), "{text}");
+    assert_eq!(o.exit_code(), 0, "{text}");
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        vec![format!(
+            "{}: warning: rule 0 (reason \"R\"): window has no effect without minOccurrences above 1",
+            p.display()
+        )],
+        "{text}"
+    );
+    assert!(npd::config::load_monitor_config(&p).is_ok());
+}
