@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 
+use jiff::Timestamp;
+
 use crate::config::{ConfigError, Loaded, MonitorConfig};
-use crate::engine::pattern;
+use crate::engine::{Monitor, pattern};
 
 /// Arguments of `validate`.
 #[derive(Debug, Clone, clap::Args, Default)]
@@ -76,6 +78,16 @@ pub fn run(args: &ValidateArgs, out: &mut dyn Write) -> std::io::Result<Validate
         let errors = findings.iter().filter(|f| f.error).count();
         total.errors += errors;
         total.warnings += findings.len() - errors;
+        // Every rule compiled on its own; now the monitor as the daemon and the dry-run
+        // build it (the combined single-line rule set can still be too big).
+        if errors == 0
+            && let Err(e) = Monitor::new(&loaded.config, Timestamp::now())
+        {
+            writeln!(out, "{e}")?;
+            writeln!(out, "{p}: error: the config does not load")?;
+            total.errors += 1;
+            continue;
+        }
         if findings.is_empty() && loaded.warnings.is_empty() {
             writeln!(
                 out,
@@ -136,7 +148,8 @@ impl std::fmt::Display for Finding {
 
 /// The checks beyond the loader's (which already rejects undeclared conditions, bad
 /// `minOccurrences`/`window`/`recoverAfter` values and warns about a `window` without
-/// `minOccurrences`): rules that can never fire or will surprise.
+/// `minOccurrences`): patterns that do not compile as the engine compiles them, rules
+/// that can never fire or will surprise.
 pub fn check(c: &MonitorConfig) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -148,7 +161,9 @@ pub fn check(c: &MonitorConfig) -> Vec<Finding> {
                 message,
             })
         };
-        match pattern::analyse(&r.pattern) {
+        match pattern::analyse(&r.pattern)
+            .and_then(|info| pattern::compile_anchored(&r.pattern).map(|_| info))
+        {
             Err(e) => push(true, format!("pattern {:?}: {e}", r.pattern)),
             Ok(info) => {
                 if info.matches_empty {

@@ -205,3 +205,57 @@ fn validate_and_the_loader_agree_on_window() {
     );
     assert!(npd::config::load_monitor_config(&p).is_ok());
 }
+
+#[test]
+fn patterns_are_compiled_as_the_daemon_compiles_them() {
+    // Parses fine, but too big to compile: the daemon and the dry-run reject it.
+    let dir = tempfile::tempdir().unwrap();
+    let big = write(
+        dir.path(),
+        "big.json",
+        r#"{"plugin": "kmsg", "source": "m", "conditions": [],
+  "rules": [{"type": "temporary", "reason": "Big", "pattern": "\\w{1000}\\w{1000}\\w{1000}"}]}"#,
+    );
+    let (text, o) = check(vec![big.clone()]);
+    assert!(
+        text.contains(&format!(
+            "{}: rule 0 (reason \"Big\"): error: pattern",
+            big.display()
+        )),
+        "{text}"
+    );
+    assert_eq!(o.exit_code(), 1, "{text}");
+    let loaded = npd::config::load_monitor_config(&big).unwrap();
+    assert!(npd::engine::Monitor::new(&loaded.config, jiff::Timestamp::now()).is_err());
+
+    // Each rule compiles alone, the combined single-line set does not.
+    let rules: Vec<String> = (0..6)
+        .map(|i| {
+            format!(r#"{{"type": "temporary", "reason": "R{i}", "pattern": "x{i}\\w{{300}}"}}"#)
+        })
+        .collect();
+    let set = write(
+        dir.path(),
+        "set.json",
+        &format!(
+            r#"{{"plugin": "kmsg", "source": "m", "conditions": [], "rules": [{}]}}"#,
+            rules.join(",")
+        ),
+    );
+    let (text, o) = check(vec![set.clone()]);
+    assert!(
+        text.contains(&format!(
+            "{}: key rules: the combined single-line rule set does not compile",
+            set.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{}: error: the config does not load",
+            set.display()
+        )),
+        "{text}"
+    );
+    assert_eq!(o.exit_code(), 1, "{text}");
+}
