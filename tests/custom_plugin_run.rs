@@ -128,6 +128,42 @@ async fn timeout_kills_a_script_that_ignores_sigterm() {
 }
 
 #[tokio::test]
+async fn a_timed_out_plugin_that_survives_sigkill_does_not_block_the_run() {
+    // The leader leaves its process group for the test's own (same session), so the
+    // group kill at the timeout misses it, as SIGKILL misses a process stuck in the
+    // kernel: the run must still end soon after the timeout, not when the plugin does.
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let script = format!(
+        "open(my $f, '>', '{}') or die; print $f \"$$\\n\"; close $f; \
+         setpgrp(0, getpgrp(getppid())) or die \"setpgrp: $!\"; \
+         open(STDOUT, '>', '/dev/null'); open(STDERR, '>', '/dev/null'); sleep 60;",
+        pidfile.display()
+    );
+    let started = std::time::Instant::now();
+    let r = run_plugin(
+        &rule(
+            "/usr/bin/perl",
+            &["-e", &script],
+            Duration::from_millis(300),
+        ),
+        80,
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(r.timed_out, "{}", r.message);
+    assert_eq!(r.status, PluginStatus::Unknown);
+    assert!(r.message.contains("Timeout"), "{}", r.message);
+    assert!(took < Duration::from_secs(10), "the run took {took:?}");
+    // Killed and reaped once the run let go of it.
+    let pid = read_pid(&pidfile);
+    assert!(
+        wait_gone(pid, Duration::from_secs(10)),
+        "plugin {pid} still running"
+    );
+}
+
+#[tokio::test]
 async fn timeout_kills_background_children_too() {
     let dir = tempfile::tempdir().unwrap();
     let child = dir.path().join("child");

@@ -36,6 +36,10 @@ pub const READ_LIMIT: usize = 4096;
 /// The first round of a monitor is spread over at most this long, so a monitor with an
 /// interval of a day still runs its plugins soon after start.
 pub const FIRST_ROUND_SPREAD: Duration = Duration::from_secs(10);
+/// How long a timed-out plugin may take to die after its group got SIGKILL before the
+/// run is reported without waiting for it (a process in uninterruptible sleep ignores
+/// SIGKILL until the kernel releases it).
+const REAP_GRACE: Duration = Duration::from_secs(2);
 /// How long the pipes are drained after the plugin's process group is gone (only a
 /// process that escaped the group can hold them longer).
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
@@ -73,9 +77,19 @@ pub async fn run_plugin(rule: &CustomRule, max_output_length: usize) -> PluginRe
         }
         Err(_) => {
             // Kill the group while the leader is still unreaped (its pid is pinned),
-            // then reap it.
+            // then reap it, within a bound: a plugin stuck in the kernel (D state, a
+            // hung NFS read) does not die from SIGKILL until the kernel lets it go, and
+            // waiting for it would block this rule (and its concurrency permit) for
+            // good. Not reaped here, it is killed again and reaped in the background
+            // when `child` is dropped (kill_on_drop; tokio reaps orphans).
             guard.kill();
-            (child.wait().await, true)
+            match tokio::time::timeout(REAP_GRACE, child.wait()).await {
+                Ok(r) => (r, true),
+                Err(_) => {
+                    tracing::warn!(plugin = %path, grace = ?REAP_GRACE, "plugin did not exit after SIGKILL; reported as timed out, it will be reaped when it ends");
+                    (Err(io::Error::from(io::ErrorKind::TimedOut)), true)
+                }
+            }
         }
     };
     guard.armed = false;
