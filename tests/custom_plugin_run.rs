@@ -67,6 +67,27 @@ async fn output_is_trimmed_and_cut_to_max_output_length() {
 }
 
 #[tokio::test]
+async fn our_messages_are_not_cut_to_max_output_length() {
+    // Only the plugin's output is cut; what we say about the run stays whole.
+    let r = run_plugin(&sh("/nonexistent/tool", T), 10).await;
+    assert_eq!(r.status, PluginStatus::Unknown);
+    assert!(
+        r.message
+            .ends_with("exited with 127 (command or interpreter not found)"),
+        "{}",
+        r.message
+    );
+    let r = run_plugin(&sh("echo 0123456789abcdef; kill -9 $$", T), 10).await;
+    assert_eq!(r.status, PluginStatus::Unknown);
+    assert!(
+        r.message
+            .ends_with("killed by signal 9. output - \"0123456789\""),
+        "{}",
+        r.message
+    );
+}
+
+#[tokio::test]
 async fn missing_interpreter_and_missing_plugin_are_unknown_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad-shebang.sh");

@@ -99,14 +99,16 @@ pub async fn run_plugin(rule: &CustomRule, max_output_length: usize) -> PluginRe
         tracing::debug!(plugin = %path, stderr = %String::from_utf8_lossy(&stderr).trim(), "plugin stderr");
     }
     let output = String::from_utf8_lossy(&stdout).trim().to_string();
+    // Only the plugin's own output is cut to max_output_length (as upstream); the
+    // messages we write around it must stay readable.
+    let cut_output = cut(&output, max_output_length);
     if timed_out {
         // As upstream: this message is not cut, it is ours and must stay readable.
         return PluginResult {
             status: PluginStatus::Unknown,
             message: format!(
                 "Timeout when running plugin {path:?} after {:?}. output - {:?}",
-                rule.timeout,
-                cut(&output, max_output_length)
+                rule.timeout, cut_output
             ),
             timed_out: true,
         };
@@ -117,24 +119,24 @@ pub async fn run_plugin(rule: &CustomRule, max_output_length: usize) -> PluginRe
     };
     use std::os::unix::process::ExitStatusExt;
     let (status, message) = match (exit.code(), exit.signal()) {
-        (Some(0), _) => (PluginStatus::Ok, output),
-        (Some(1), _) => (PluginStatus::NonOk, output),
+        (Some(0), _) => (PluginStatus::Ok, cut_output),
+        (Some(1), _) => (PluginStatus::NonOk, cut_output),
         (Some(127), _) if output.is_empty() => (
             PluginStatus::Unknown,
             format!("plugin {path} exited with 127 (command or interpreter not found)"),
         ),
-        (Some(_), _) => (PluginStatus::Unknown, output),
+        (Some(_), _) => (PluginStatus::Unknown, cut_output),
         (None, sig) => (
             PluginStatus::Unknown,
             format!(
-                "plugin {path} killed by signal {}. output - {output:?}",
+                "plugin {path} killed by signal {}. output - {cut_output:?}",
                 sig.unwrap_or(0)
             ),
         ),
     };
     PluginResult {
         status,
-        message: cut(&message, max_output_length),
+        message,
         timed_out: false,
     }
 }
