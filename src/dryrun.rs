@@ -135,10 +135,9 @@ struct Runner {
     filter: LineFilter,
 }
 
-/// Per-reason summary.
+/// Summary of one (reason, source): two monitors may use the same reason.
 #[derive(Debug, Clone)]
 struct ReasonSummary {
-    source: String,
     count: u64,
     first: Timestamp,
     last: Timestamp,
@@ -181,7 +180,8 @@ struct Report<'a> {
     format: OutputFormat,
     colour: bool,
     events: usize,
-    summary: BTreeMap<String, ReasonSummary>,
+    /// Keyed by (reason, source), so it is sorted by reason, then source.
+    summary: BTreeMap<(String, String), ReasonSummary>,
     relative: bool,
     err: Option<std::io::Error>,
 }
@@ -195,9 +195,8 @@ impl Report<'_> {
         self.events += 1;
         let s = self
             .summary
-            .entry(e.reason.clone())
+            .entry((e.reason.clone(), source.to_string()))
             .or_insert_with(|| ReasonSummary {
-                source: source.to_string(),
                 count: 0,
                 first: e.timestamp,
                 last: e.timestamp,
@@ -455,14 +454,14 @@ pub fn run_with(
     let wr = report
         .summary
         .keys()
-        .map(String::len)
+        .map(|(reason, _)| reason.len())
         .max()
         .unwrap_or(0)
         .max(6);
     let ws = report
         .summary
-        .values()
-        .map(|s| s.source.len())
+        .keys()
+        .map(|(_, source)| source.len())
         .max()
         .unwrap_or(0)
         .max(6);
@@ -478,13 +477,13 @@ pub fn run_with(
         }
     }
     let summary = std::mem::take(&mut report.summary);
-    for (reason, s) in &summary {
+    for ((reason, source), s) in &summary {
         match report.format {
             OutputFormat::Json => {
                 let v = serde_json::json!({
                     "kind": "summary",
                     "reason": reason,
-                    "source": s.source,
+                    "source": source,
                     "count": s.count,
                     "first": s.first.to_string(),
                     "last": s.last.to_string(),
@@ -495,7 +494,7 @@ pub fn run_with(
                 report.out,
                 "{:<wr$}  {:<ws$}  {:>7}  {:<27}  {}",
                 reason,
-                s.source,
+                source,
                 s.count,
                 report.time(s.first),
                 report.time(s.last)
