@@ -421,6 +421,19 @@ fn gauge_series_lists_every_series_the_monitor_may_set() {
 }
 
 #[test]
+fn plugin_status_orders_by_precedence() {
+    // NonOK > Unknown > OK, as several rules of one condition combine.
+    assert!(PluginStatus::Ok < PluginStatus::Unknown);
+    assert!(PluginStatus::Unknown < PluginStatus::NonOk);
+    let mut all = [PluginStatus::NonOk, PluginStatus::Ok, PluginStatus::Unknown];
+    all.sort();
+    assert_eq!(
+        all,
+        [PluginStatus::Ok, PluginStatus::Unknown, PluginStatus::NonOk]
+    );
+}
+
+#[test]
 fn carried_over_true_waits_for_every_rule_of_its_condition() {
     // Two rules on one condition; after a restore (or reload) B, the one that set it
     // True, has not reported yet when A reports OK: no flap to False and back.

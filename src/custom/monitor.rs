@@ -26,15 +26,16 @@ use crate::types::{Condition, ConditionStatus, Event, Severity, Status};
 
 use super::config::{CustomPluginConfig, CustomRuleKind};
 
-/// What a plugin run means (upstream's OK / NonOK / Unknown).
+/// What a plugin run means (upstream's OK / NonOK / Unknown). Ordered by precedence
+/// when several rules drive one condition: `Ok < Unknown < NonOk`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub enum PluginStatus {
     /// Exit code 0: no problem.
     Ok,
-    /// Exit code 1: the problem is present.
-    NonOk,
     /// Any other exit code, a timeout, a crash or a plugin that cannot start.
     Unknown,
+    /// Exit code 1: the problem is present.
+    NonOk,
 }
 
 /// The outcome of one plugin run.
@@ -271,15 +272,8 @@ impl CustomMonitor {
                 pending = true;
                 continue;
             };
-            let rank = |s: PluginStatus| match s {
-                PluginStatus::Ok => 0,
-                PluginStatus::Unknown => 1,
-                PluginStatus::NonOk => 2,
-            };
-            if best
-                .as_ref()
-                .is_none_or(|(s, _, _)| rank(r.status) > rank(*s))
-            {
+            // Strictly greater: among equals the first rule in file order decides.
+            if best.as_ref().is_none_or(|(s, _, _)| r.status > *s) {
                 best = Some((r.status, rule.reason.clone(), r.message.clone()));
             }
         }
