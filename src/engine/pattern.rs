@@ -94,9 +94,10 @@ pub fn analyse(pattern: &str) -> Result<PatternInfo, PatternError> {
 /// The pattern is grouped first, so a top-level `a|b` means "a or b at the end".
 pub fn compile_anchored(pattern: &str) -> Result<Regex, PatternError> {
     check_go_syntax(pattern)?;
+    // The error shows our `(?:...)\z` wrapper; it is still clear about what is wrong.
     builder(&format!("(?:{pattern})\\z"))
         .build()
-        .map_err(|e| PatternError::Invalid(strip_wrapper(&e.to_string(), pattern)))
+        .map_err(|e| PatternError::Invalid(e.to_string().trim().to_string()))
 }
 
 /// Compiles a plain, unanchored regex in the engine's dialect (Go-only syntax rejected,
@@ -198,11 +199,6 @@ fn strip_leading_star(hir: Hir) -> Hir {
         }
     }
     hir
-}
-
-fn strip_wrapper(msg: &str, _pattern: &str) -> String {
-    // The error shows our `(?:...)\z` wrapper; it is still clear about what is wrong.
-    msg.trim().to_string()
 }
 
 /// An unparenthesised `|` at the top of the pattern. Checked on the syntax tree: the
