@@ -620,11 +620,11 @@ fn run_custom(
     let mut events = 0usize;
     let mut true_conditions = 0usize;
     for p in paths {
-        let loaded = crate::custom::CustomPluginMonitor::load(p)?;
+        let loaded = crate::custom::load_custom_config(p)?;
         for w in &loaded.warnings {
             eprintln!("warning: {w}");
         }
-        let config = loaded.config.config().clone();
+        let config = loaded.config.clone();
         let (statuses, rules) = runtime.block_on(crate::custom::runner::run_once_detailed(config));
         for r in &rules {
             let v = serde_json::json!({
@@ -680,7 +680,7 @@ fn run_custom(
                 OutputFormat::Json => writeln!(
                     out,
                     "{}",
-                    serde_json::json!({"kind": "condition", "source": loaded.config.config().source, "type": c.type_,
+                    serde_json::json!({"kind": "condition", "source": loaded.config.source, "type": c.type_,
                         "status": c.status.as_str(), "reason": c.reason, "message": c.message})
                 )?,
                 OutputFormat::Text => writeln!(
