@@ -488,7 +488,7 @@ pub fn parse_monitor_config(path: &Path, text: &str) -> Result<Loaded<MonitorCon
     monitor_config_from_value(path, parse_json(path, text)?)
 }
 
-fn monitor_config_from_value(
+pub(crate) fn monitor_config_from_value(
     path: &Path,
     mut value: Value,
 ) -> Result<Loaded<MonitorConfig>, ConfigError> {

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use jiff::Timestamp;
 
-use crate::config::{ConfigError, Loaded, MonitorConfig};
+use crate::config::{ConfigError, ConfigWarning, MonitorConfig};
+use crate::dryrun::{AnyConfig, load_any_config};
 use crate::engine::{Monitor, pattern};
 
 /// Arguments of `validate`.
@@ -54,23 +55,23 @@ pub fn run(args: &ValidateArgs, out: &mut dyn Write) -> std::io::Result<Validate
     let mut total = ValidateOutcome::default();
     for path in &args.files {
         let p = path.display().to_string();
-        if crate::dryrun::is_custom_plugin(path) {
-            // Custom plugin configs: the custom loader's errors and warnings.
-            let loaded = report_load(out, &p, crate::custom::load_custom_config(path), &mut total)?;
-            if loaded.is_some_and(|l| l.warnings.is_empty()) {
-                writeln!(out, "{p}: ok (custom plugin)")?;
+        // Read once, loaded by the loader its plugin names (custom plugin configs get
+        // the custom loader's errors and warnings).
+        let loaded = match load_any_config(path) {
+            Err(e) => {
+                does_not_load(out, &p, &e, &mut total)?;
+                continue;
             }
-            continue;
-        }
-        let Some(loaded) = report_load(
-            out,
-            &p,
-            crate::config::load_monitor_config(path),
-            &mut total,
-        )?
-        else {
-            continue;
+            Ok(AnyConfig::Custom(loaded)) => {
+                print_warnings(out, &loaded.warnings, &mut total)?;
+                if loaded.warnings.is_empty() {
+                    writeln!(out, "{p}: ok (custom plugin)")?;
+                }
+                continue;
+            }
+            Ok(AnyConfig::Log(loaded)) => loaded,
         };
+        print_warnings(out, &loaded.warnings, &mut total)?;
         let findings = check(&loaded.config);
         for f in &findings {
             writeln!(out, "{p}: {f}")?;
@@ -83,9 +84,7 @@ pub fn run(args: &ValidateArgs, out: &mut dyn Write) -> std::io::Result<Validate
         if errors == 0
             && let Err(e) = Monitor::new(&loaded.config, Timestamp::now())
         {
-            writeln!(out, "{e}")?;
-            writeln!(out, "{p}: error: the config does not load")?;
-            total.errors += 1;
+            does_not_load(out, &p, &e, &mut total)?;
             continue;
         }
         if findings.is_empty() && loaded.warnings.is_empty() {
@@ -100,29 +99,31 @@ pub fn run(args: &ValidateArgs, out: &mut dyn Write) -> std::io::Result<Validate
     Ok(total)
 }
 
-/// Prints a loader's error (then `path: error: the config does not load`) or its
-/// warnings, counts them, and returns the loaded config.
-fn report_load<T>(
+/// Prints an error that keeps the config from loading, then
+/// `path: error: the config does not load`.
+fn does_not_load(
     out: &mut dyn Write,
     p: &str,
-    result: Result<Loaded<T>, ConfigError>,
+    e: &ConfigError,
     total: &mut ValidateOutcome,
-) -> std::io::Result<Option<Loaded<T>>> {
-    match result {
-        Err(e) => {
-            writeln!(out, "{e}")?;
-            writeln!(out, "{p}: error: the config does not load")?;
-            total.errors += 1;
-            Ok(None)
-        }
-        Ok(loaded) => {
-            for w in &loaded.warnings {
-                writeln!(out, "{}: warning: {}", w.path.display(), w.message)?;
-                total.warnings += 1;
-            }
-            Ok(Some(loaded))
-        }
+) -> std::io::Result<()> {
+    writeln!(out, "{e}")?;
+    writeln!(out, "{p}: error: the config does not load")?;
+    total.errors += 1;
+    Ok(())
+}
+
+/// Prints a loader's warnings.
+fn print_warnings(
+    out: &mut dyn Write,
+    warnings: &[ConfigWarning],
+    total: &mut ValidateOutcome,
+) -> std::io::Result<()> {
+    for w in warnings {
+        writeln!(out, "{}: warning: {}", w.path.display(), w.message)?;
+        total.warnings += 1;
     }
+    Ok(())
 }
 
 /// One finding about a loaded config.

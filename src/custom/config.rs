@@ -188,7 +188,7 @@ pub fn parse_custom_config(
     custom_config_from_value(path, parse_json(path, text)?)
 }
 
-fn custom_config_from_value(
+pub(crate) fn custom_config_from_value(
     path: &Path,
     mut value: Value,
 ) -> Result<Loaded<CustomPluginConfig>, ConfigError> {
