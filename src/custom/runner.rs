@@ -246,6 +246,14 @@ pub struct RuleHealth {
     pub runs: u64,
 }
 
+impl RuleHealth {
+    /// Whether its last `n` or more runs all timed out (a plugin that always hangs):
+    /// `/healthz` shows such a rule as `timing-out`.
+    pub fn timing_out(&self, n: u64) -> bool {
+        self.consecutive_timeouts >= n
+    }
+}
+
 /// Per-rule health of one custom plugin monitor, shared with the HTTP endpoints.
 #[derive(Debug, Default)]
 pub struct PluginHealth {
@@ -295,7 +303,7 @@ impl PluginHealth {
     pub fn timing_out(&self, n: u64) -> Vec<RuleHealth> {
         self.rules()
             .into_iter()
-            .filter(|r| r.consecutive_timeouts >= n)
+            .filter(|r| r.timing_out(n))
             .collect()
     }
 
@@ -563,6 +571,16 @@ pub async fn run_once_detailed(config: CustomPluginConfig) -> (Vec<Status>, Vec<
 #[cfg(test)]
 mod tests {
     use super::{Semaphore, cut, permits};
+
+    #[test]
+    fn timing_out_counts_consecutive_timeouts() {
+        let mut r = super::RuleHealth::default();
+        assert!(r.timing_out(0));
+        assert!(!r.timing_out(1));
+        r.consecutive_timeouts = 3;
+        assert!(r.timing_out(3));
+        assert!(!r.timing_out(4));
+    }
 
     #[test]
     fn permits_are_at_most_one_per_rule() {
