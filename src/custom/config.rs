@@ -91,8 +91,7 @@ impl CustomPluginConfig {
     /// Every `problem_gauge` (type, reason) series a monitor of this config may set from
     /// its rules and defaults, sorted and without duplicates: permanent rules and the
     /// conditions' default reasons. Empty when metrics reporting is off.
-    /// [`super::CustomMonitor::gauge_series`] adds the monitor's current conditions (a
-    /// condition restored from the Node may carry a reason no rule has).
+    /// [`super::CustomMonitor::gauge_series`] gives the same for a built monitor.
     pub fn gauge_series(&self) -> Vec<(&str, &str)> {
         if !self.metrics_reporting {
             return Vec::new();

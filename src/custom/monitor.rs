@@ -133,11 +133,11 @@ impl CustomMonitor {
     }
 
     /// Every `problem_gauge` (type, reason) series this monitor may set, sorted and
-    /// without duplicates: its permanent rules, its conditions' defaults (a False or
-    /// Unknown condition's gauge is set under the default reason) and the current state
-    /// of its conditions (a condition restored from the Node may carry a reason no rule
-    /// has). Empty when metrics reporting is off. After a reload the daemon keeps exactly
-    /// the series some running monitor lists and removes the rest.
+    /// without duplicates: its permanent rules and its conditions' defaults (a False or
+    /// Unknown condition's gauge is set under the default reason). The same as
+    /// [`CustomPluginConfig::gauge_series`] of its config. Empty when metrics reporting
+    /// is off. After a reload the daemon keeps exactly the series some running monitor
+    /// lists and removes the rest.
     pub fn gauge_series(&self) -> Vec<(&str, &str)> {
         if !self.metrics_reporting {
             return Vec::new();
@@ -152,15 +152,20 @@ impl CustomMonitor {
                     .iter()
                     .map(|d| (d.type_.as_str(), d.reason.as_str())),
             )
-            .chain(
-                self.conditions
-                    .iter()
-                    .map(|c| (c.type_.as_str(), c.reason.as_str())),
-            )
             .collect();
         out.sort_unstable();
         out.dedup();
         out
+    }
+
+    /// Whether (type, reason) is one of [`CustomMonitor::gauge_series`].
+    fn declares_gauge(&self, type_: &str, reason: &str) -> bool {
+        self.rules.iter().any(|r| {
+            r.kind == CustomRuleKind::Permanent && r.condition == type_ && r.reason == reason
+        }) || self
+            .defaults
+            .iter()
+            .any(|d| d.type_ == type_ && d.reason == reason)
     }
 
     /// Takes over a condition's state from the live Node at start (`--restore-conditions`):
@@ -247,8 +252,13 @@ impl CustomMonitor {
             for ev in &active {
                 metrics.increment(&ev.reason, 1);
             }
+            // As upstream, every condition's gauge; but only under a reason this config
+            // declares: a condition restored with a reason no rule has (renamed since)
+            // gets no series, as at start, and the reload does not have to chase it.
             for c in &self.conditions {
-                metrics.set_gauge(&c.type_, &c.reason, c.status == ConditionStatus::True);
+                if self.declares_gauge(&c.type_, &c.reason) {
+                    metrics.set_gauge(&c.type_, &c.reason, c.status == ConditionStatus::True);
+                }
             }
         }
         if active.is_empty() && inactive.is_empty() {

@@ -41,10 +41,13 @@ impl ProblemMetrics {
 
     /// Creates one monitor's series at start, as upstream does: every reason in
     /// `counters` at 0 (an existing counter keeps its value) and every (type, reason) in
-    /// `gauges` at 0; then 1 for the (type, reason) of each condition already True
-    /// (restored from the Node, or carried over by a reload). The 1s come last because
-    /// setting a type's gauge for one reason zeroes its other reasons. Log and custom
-    /// plugin monitors share this, so both report a True condition the same way.
+    /// `gauges` (its permanent rules) at 0; then 1 for each condition already True
+    /// (restored from the Node, or carried over by a reload) whose (type, reason) is one
+    /// of `gauges`. A True condition with a reason no rule of the monitor has (restored,
+    /// or carried over from a rule a reload dropped) gets no series: the reload removes
+    /// the series of reasons no config declares, and this does not bring it back. The
+    /// 1s come last because setting a type's gauge for one reason zeroes its other
+    /// reasons. Log and custom plugin monitors share this.
     pub fn init_monitor<'a>(
         &mut self,
         counters: impl IntoIterator<Item = &'a str>,
@@ -54,11 +57,14 @@ impl ProblemMetrics {
         for reason in counters {
             self.increment(reason, 0);
         }
-        for (type_, reason) in gauges {
+        let gauges: Vec<(&str, &str)> = gauges.into_iter().collect();
+        for (type_, reason) in &gauges {
             self.set_gauge(type_, reason, false);
         }
         for c in conditions {
-            if c.status == ConditionStatus::True {
+            if c.status == ConditionStatus::True
+                && gauges.contains(&(c.type_.as_str(), c.reason.as_str()))
+            {
                 self.set_gauge(&c.type_, &c.reason, true);
             }
         }

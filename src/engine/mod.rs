@@ -213,8 +213,8 @@ impl Monitor {
 
     /// Sets every rule's counter (and permanent rules' gauges) to 0, as upstream does at
     /// start, when metrics reporting is on; a condition already True (restored from the
-    /// Node, or carried over by a reload) has its (type, reason) gauge at 1. See
-    /// [`ProblemMetrics::init_monitor`], which the custom plugin monitor shares.
+    /// Node, or carried over by a reload) with a permanent rule's reason has that gauge
+    /// at 1. See [`ProblemMetrics::init_monitor`], which the custom plugin monitor shares.
     pub fn init_metrics(&self, metrics: &mut ProblemMetrics) {
         if !self.metrics_reporting {
             return;
@@ -232,11 +232,10 @@ impl Monitor {
     }
 
     /// Every `problem_gauge` (type, reason) series this monitor may set, sorted and
-    /// without duplicates: its permanent and recovery rules, its conditions' defaults
-    /// (`recoverAfter` sets those), and the current state of its conditions (a condition
-    /// restored from the Node may carry a reason no rule has). Empty when metrics
-    /// reporting is off. After a reload the daemon keeps exactly the series some running
-    /// monitor lists and removes the rest.
+    /// without duplicates: its permanent and recovery rules and its conditions' defaults
+    /// (`recoverAfter` sets those). The same as [`MonitorConfig::gauge_series`] of its
+    /// config. Empty when metrics reporting is off. After a reload the daemon keeps
+    /// exactly the series some running monitor lists and removes the rest.
     pub fn gauge_series(&self) -> Vec<(&str, &str)> {
         if !self.metrics_reporting {
             return Vec::new();
@@ -250,11 +249,6 @@ impl Monitor {
                 self.states
                     .iter()
                     .map(|s| (s.default.type_.as_str(), s.default.reason.as_str())),
-            )
-            .chain(
-                self.conditions
-                    .iter()
-                    .map(|c| (c.type_.as_str(), c.reason.as_str())),
             )
             .collect();
         out.sort_unstable();

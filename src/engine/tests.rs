@@ -201,9 +201,10 @@ fn reload_with_changed_default_updates_a_condition_at_its_default() {
 }
 
 #[test]
-fn gauge_is_one_for_a_true_condition_whatever_its_reason() {
+fn true_condition_with_an_undeclared_reason_gets_no_gauge() {
     // A condition restored True with a reason no rule of this config has (the rule was
-    // renamed since): the gauge says True, as the custom plugin monitor's does.
+    // renamed or dropped since): no series for it, so a reload that removed the dropped
+    // rule's series does not see it come back; the rules' series are at 0.
     let mut m = monitor(KERNEL, MatchStrategy::Fast);
     assert!(m.restore_condition(
         &Condition {
@@ -217,11 +218,11 @@ fn gauge_is_one_for_a_true_condition_whatever_its_reason() {
     ));
     let mut pm = ProblemMetrics::default();
     m.init_metrics(&mut pm);
-    assert_eq!(pm.gauge("KernelDeadlock", "LegacyHung"), Some(true));
+    assert_eq!(pm.gauge("KernelDeadlock", "LegacyHung"), None);
     assert_eq!(pm.gauge("KernelDeadlock", "DockerHung"), Some(false));
     assert_eq!(pm.counter("OOMKilling"), Some(0));
     assert_eq!(pm.counter("DockerHung"), Some(0));
-    assert!(m.gauge_series().contains(&("KernelDeadlock", "LegacyHung")));
+    assert!(!m.gauge_series().contains(&("KernelDeadlock", "LegacyHung")));
 }
 
 #[test]
