@@ -224,6 +224,32 @@ pub struct MonitorConfig {
     pub rules: Vec<RuleConfig>,
 }
 
+impl MonitorConfig {
+    /// Every `problem_gauge` (type, reason) series a monitor of this config may set from
+    /// its rules and defaults, sorted and without duplicates: permanent and recovery
+    /// rules and the conditions' default reasons. Empty when metrics reporting is off.
+    /// [`crate::engine::Monitor::gauge_series`] gives the same for a built monitor.
+    pub fn gauge_series(&self) -> Vec<(&str, &str)> {
+        if !self.metrics_reporting {
+            return Vec::new();
+        }
+        let mut out: Vec<(&str, &str)> = self
+            .rules
+            .iter()
+            .filter(|r| r.kind != RuleKind::Temporary)
+            .map(|r| (r.condition.as_str(), r.reason.as_str()))
+            .chain(
+                self.conditions
+                    .iter()
+                    .map(|c| (c.type_.as_str(), c.reason.as_str())),
+            )
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
 /// The result of loading one file: the config and the warnings it produced.
 #[derive(Debug, Clone)]
 pub struct Loaded<T> {
@@ -307,11 +333,14 @@ const RULE_KEYS: &[&str] = &[
     "window",
 ];
 
-/// Validates `conditions[]`: a type is required and declared once; `recoverAfter`, when
-/// given, is a positive Go duration.
+/// Validates `conditions[]`: a type is required and declared once. With
+/// `recover_after`, `recoverAfter`, when given, is a positive Go duration; without it
+/// (custom plugin configs, whose loader warns about the key as unknown) it is not read
+/// at all, so an unknown key's value can never fail the load.
 pub(crate) fn parse_conditions(
     path: &Path,
     raw: Vec<RawCondition>,
+    recover_after: bool,
 ) -> Result<Vec<ConditionConfig>, ConfigError> {
     let mut conditions: Vec<ConditionConfig> = Vec::new();
     for (i, c) in raw.into_iter().enumerate() {
@@ -331,7 +360,8 @@ pub(crate) fn parse_conditions(
                 message: format!("condition {type_:?} is declared twice"),
             });
         }
-        let recover_after = match c.recover_after.as_deref() {
+        let given = c.recover_after.as_deref().filter(|_| recover_after);
+        let recover_after = match given {
             None | Some("") => None,
             Some(v) => {
                 let d = duration_key(path, &key("recoverAfter"), v)?;
@@ -457,7 +487,7 @@ pub fn parse_monitor_config(path: &Path, text: &str) -> Result<Loaded<MonitorCon
     monitor_config_from_value(path, parse_json(path, text)?)
 }
 
-fn monitor_config_from_value(
+pub(crate) fn monitor_config_from_value(
     path: &Path,
     mut value: Value,
 ) -> Result<Loaded<MonitorConfig>, ConfigError> {
@@ -543,14 +573,25 @@ fn monitor_config_from_value(
         }
         for key in ["timestamp", "message"] {
             if let Some(re) = plugin_config.get(key)
-                && let Err(e) = regex::Regex::new(re)
+                && let Err(e) = crate::engine::pattern::compile_plain(re)
             {
                 return Err(ConfigError::InvalidValue {
                     path: p(),
                     key: format!("pluginConfig.{key}"),
-                    message: format!("invalid regex: {e}"),
+                    message: e.to_string(),
                 });
             }
+        }
+        // Checked here, not only when the source starts: on a reload the old monitor is
+        // replaced only by one whose source can start.
+        if let Some(layout) = plugin_config.get("timestampFormat")
+            && let Err(e) = crate::gotime::GoLayout::new(layout)
+        {
+            return Err(ConfigError::InvalidValue {
+                path: p(),
+                key: "pluginConfig.timestampFormat".into(),
+                message: e.to_string(),
+            });
         }
     }
     let log_path = match (raw.log_path.filter(|s| !s.is_empty()), plugin) {
@@ -602,7 +643,7 @@ fn monitor_config_from_value(
         });
     }
 
-    let conditions = parse_conditions(path, raw.conditions.unwrap_or_default())?;
+    let conditions = parse_conditions(path, raw.conditions.unwrap_or_default(), true)?;
 
     let mut rules = Vec::new();
     for (index, r) in raw.rules.unwrap_or_default().into_iter().enumerate() {
@@ -743,6 +784,30 @@ mod tests {
     }
 
     #[test]
+    fn filelog_regexes_have_the_rules_dialect() {
+        // Octal escapes mean what they mean in Go and in the rules (`\101` is "A"), in
+        // the loader and in the translator alike.
+        let l = parse(
+            r#"{"plugin":"filelog","logPath":"/x","source":"s","pluginConfig":{
+                "timestamp":"^\\S+ \\S+","message":"\\101: (.*)","timestampFormat":"2006-01-02 15:04:05"}}"#,
+        )
+        .unwrap();
+        let t = crate::source::filelog::Translator::new(&l.config)
+            .unwrap()
+            .with_time_zone(jiff::tz::TimeZone::UTC);
+        match t.translate(
+            "2026-01-02 03:04:05 A: disk on fire",
+            jiff::Timestamp::now(),
+            None,
+        ) {
+            crate::source::filelog::Translated::Line(line) => {
+                assert_eq!(line.message, "disk on fire")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn defaults_are_upstreams() {
         let l = parse(r#"{"plugin":"kmsg","source":"k","rules":[]}"#).unwrap();
         let c = l.config;
@@ -798,6 +863,35 @@ mod tests {
             .to_string();
         assert!(
             e.starts_with("test.json: missing required key pluginConfig.message"),
+            "{e}"
+        );
+        let filelog = |plugin_config: &str| {
+            parse(&format!(
+                r#"{{"plugin":"filelog","logPath":"/x","pluginConfig":{plugin_config}}}"#
+            ))
+        };
+        let e =
+            filelog(r#"{"timestamp":"^.{15}","message":"(.*)","timestampFormat":"Jan 002 15:04"}"#)
+                .unwrap_err()
+                .to_string();
+        assert_eq!(
+            e,
+            "test.json: key pluginConfig.timestampFormat: unsupported element \"002\" in Go time layout \"Jan 002 15:04\""
+        );
+        let e = filelog(r#"{"timestamp":"^.{10}","message":"(.*)","timestampFormat":"%Y-%m-%d"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "test.json: key pluginConfig.timestampFormat: Go time layout \"%Y-%m-%d\""
+            ),
+            "{e}"
+        );
+        let e = filelog(r#"{"timestamp":"^.{15}","message":"\\Qkernel:\\E(.*)","timestampFormat":"Jan _2 15:04:05"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("test.json: key pluginConfig.message: Go's \\Q...\\E"),
             "{e}"
         );
         let e = parse(r#"{"plugin":"kmsg","lookback":"5 minutes"}"#)

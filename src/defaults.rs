@@ -24,6 +24,3 @@ pub const DEFAULT_MONITOR_CONFIGS: &[(&str, &str)] = &[
         include_str!("../config/containerd-monitor.json"),
     ),
 ];
-
-/// The filelog variant of the kernel rules (for /var/log/kern.log), not run by default.
-pub const KERNEL_MONITOR_FILELOG: &str = include_str!("../config/kernel-monitor-filelog.json");

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
-use crate::config::{ConfigError, MonitorConfig, Plugin};
+use crate::config::{ConfigError, Loaded, MonitorConfig, Plugin};
+use crate::custom::CustomPluginConfig;
 use crate::engine::{Monitor, ProblemMetrics};
 use crate::source::LineFilter;
 use crate::source::capture::{CaptureError, CaptureParser, CapturedLine, Format, Origin};
@@ -135,16 +136,16 @@ struct Runner {
     filter: LineFilter,
 }
 
-/// Per-reason summary.
+/// Summary of one (reason, source): two monitors may use the same reason.
 #[derive(Debug, Clone)]
 struct ReasonSummary {
-    source: String,
     count: u64,
     first: Timestamp,
     last: Timestamp,
 }
 
-/// Loads the monitor configs: the given files, or the embedded defaults.
+/// Loads the monitor configs: the given files, or the embedded defaults. Custom plugin
+/// configs among the files are left out (`dry-run` runs them separately).
 pub fn load_configs(paths: &[PathBuf]) -> Result<Vec<MonitorConfig>, DryRunError> {
     let mut out = Vec::new();
     if paths.is_empty() {
@@ -155,25 +156,53 @@ pub fn load_configs(paths: &[PathBuf]) -> Result<Vec<MonitorConfig>, DryRunError
         return Ok(out);
     }
     for p in paths {
-        if is_custom_plugin(p) {
-            // Run separately by `run_custom`.
-            continue;
+        if let AnyConfig::Log(loaded) = load_any_config(p)? {
+            out.push(loaded.config);
         }
-        out.push(crate::config::load_monitor_config(p)?.config);
     }
     Ok(out)
 }
 
-/// Whether a config file declares `"plugin": "custom"`.
-pub fn is_custom_plugin(p: &Path) -> bool {
-    crate::config::read_json(p)
-        .ok()
-        .and_then(|v| {
-            v.get("plugin")
-                .and_then(|x| x.as_str())
-                .map(|s| s == "custom")
-        })
-        .unwrap_or(false)
+/// A config file given to `dry-run` or `validate`: a log monitor config or a custom
+/// plugin monitor config, loaded by its own loader.
+#[derive(Debug, Clone)]
+pub enum AnyConfig {
+    /// kmsg, journald or filelog.
+    Log(Loaded<MonitorConfig>),
+    /// `"plugin": "custom"`.
+    Custom(Loaded<CustomPluginConfig>),
+}
+
+/// Reads and parses a config file once and loads it with the loader its `plugin` names:
+/// `"custom"` goes to the custom plugin loader, anything else (including a missing or
+/// wrong `plugin`, whose error that loader reports) to the log monitor loader. The key is
+/// matched case-insensitively, as both loaders match keys.
+pub fn load_any_config(path: &Path) -> Result<AnyConfig, ConfigError> {
+    let value = crate::config::read_json(path)?;
+    if declares_custom_plugin(&value) {
+        Ok(AnyConfig::Custom(
+            crate::custom::config::custom_config_from_value(path, value)?,
+        ))
+    } else {
+        Ok(AnyConfig::Log(crate::config::monitor_config_from_value(
+            path, value,
+        )?))
+    }
+}
+
+/// Whether a config's `plugin` is `"custom"`. The key is found as the loaders'
+/// `normalize_keys` finds it: the exact spelling, else the first key (in the map's
+/// order) equal to it ignoring ASCII case.
+fn declares_custom_plugin(value: &serde_json::Value) -> bool {
+    let Some(map) = value.as_object() else {
+        return false;
+    };
+    let plugin = map.get("plugin").or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("plugin"))
+            .map(|(_, v)| v)
+    });
+    plugin.and_then(serde_json::Value::as_str) == Some("custom")
 }
 
 struct Report<'a> {
@@ -181,7 +210,8 @@ struct Report<'a> {
     format: OutputFormat,
     colour: bool,
     events: usize,
-    summary: BTreeMap<String, ReasonSummary>,
+    /// Keyed by (reason, source), so it is sorted by reason, then source.
+    summary: BTreeMap<(String, String), ReasonSummary>,
     relative: bool,
     err: Option<std::io::Error>,
 }
@@ -195,9 +225,8 @@ impl Report<'_> {
         self.events += 1;
         let s = self
             .summary
-            .entry(e.reason.clone())
+            .entry((e.reason.clone(), source.to_string()))
             .or_insert_with(|| ReasonSummary {
-                source: source.to_string(),
                 count: 0,
                 first: e.timestamp,
                 last: e.timestamp,
@@ -292,14 +321,24 @@ pub fn run_with(
     out: &mut dyn Write,
     colour: bool,
 ) -> Result<DryRunOutcome, DryRunError> {
-    let custom: Vec<&PathBuf> = args.config.iter().filter(|p| is_custom_plugin(p)).collect();
-    if !custom.is_empty() {
-        if custom.len() != args.config.len() || !args.files.is_empty() {
-            return Err(DryRunError::CustomPlugin(custom[0].clone()));
-        }
-        return run_custom(&custom, args, out);
+    // Every file is read and parsed once, by the loader its plugin names.
+    let mut configs = Vec::new();
+    let mut custom = Vec::new();
+    if args.config.is_empty() {
+        configs = load_configs(&[])?;
     }
-    let configs = load_configs(&args.config)?;
+    for p in &args.config {
+        match load_any_config(p)? {
+            AnyConfig::Log(loaded) => configs.push(loaded.config),
+            AnyConfig::Custom(loaded) => custom.push((p, loaded)),
+        }
+    }
+    if let Some((first, _)) = custom.first() {
+        if !configs.is_empty() || !args.files.is_empty() {
+            return Err(DryRunError::CustomPlugin(first.to_path_buf()));
+        }
+        return run_custom(custom, args, out);
+    }
     // Check the inputs exist before printing anything, so a typo gives only the error.
     for f in &args.files {
         if f.as_os_str() != "-"
@@ -455,14 +494,14 @@ pub fn run_with(
     let wr = report
         .summary
         .keys()
-        .map(String::len)
+        .map(|(reason, _)| reason.len())
         .max()
         .unwrap_or(0)
         .max(6);
     let ws = report
         .summary
-        .values()
-        .map(|s| s.source.len())
+        .keys()
+        .map(|(_, source)| source.len())
         .max()
         .unwrap_or(0)
         .max(6);
@@ -478,13 +517,13 @@ pub fn run_with(
         }
     }
     let summary = std::mem::take(&mut report.summary);
-    for (reason, s) in &summary {
+    for ((reason, source), s) in &summary {
         match report.format {
             OutputFormat::Json => {
                 let v = serde_json::json!({
                     "kind": "summary",
                     "reason": reason,
-                    "source": s.source,
+                    "source": source,
                     "count": s.count,
                     "first": s.first.to_string(),
                     "last": s.last.to_string(),
@@ -495,7 +534,7 @@ pub fn run_with(
                 report.out,
                 "{:<wr$}  {:<ws$}  {:>7}  {:<27}  {}",
                 reason,
-                s.source,
+                source,
                 s.count,
                 report.time(s.first),
                 report.time(s.last)
@@ -610,7 +649,7 @@ fn read_live_kmsg(
 /// Dry-run of custom plugin configs: runs every rule once, as the daemon's first round
 /// would, and prints the events and final conditions it would report.
 fn run_custom(
-    paths: &[&PathBuf],
+    configs: Vec<(&PathBuf, Loaded<CustomPluginConfig>)>,
     args: &DryRunArgs,
     out: &mut dyn Write,
 ) -> Result<DryRunOutcome, DryRunError> {
@@ -620,12 +659,11 @@ fn run_custom(
         .map_err(DryRunError::Output)?;
     let mut events = 0usize;
     let mut true_conditions = 0usize;
-    for p in paths {
-        let loaded = crate::custom::CustomPluginMonitor::load(p)?;
+    for (p, loaded) in configs {
         for w in &loaded.warnings {
             eprintln!("warning: {w}");
         }
-        let config = loaded.config.config().clone();
+        let config = loaded.config.clone();
         let (statuses, rules) = runtime.block_on(crate::custom::runner::run_once_detailed(config));
         for r in &rules {
             let v = serde_json::json!({
@@ -681,7 +719,7 @@ fn run_custom(
                 OutputFormat::Json => writeln!(
                     out,
                     "{}",
-                    serde_json::json!({"kind": "condition", "source": loaded.config.config().source, "type": c.type_,
+                    serde_json::json!({"kind": "condition", "source": loaded.config.source, "type": c.type_,
                         "status": c.status.as_str(), "reason": c.reason, "message": c.message})
                 )?,
                 OutputFormat::Text => writeln!(

@@ -5,8 +5,11 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::config::{MonitorConfig, RuleKind};
-use crate::engine::pattern;
+use jiff::Timestamp;
+
+use crate::config::{ConfigError, ConfigWarning, MonitorConfig};
+use crate::dryrun::{AnyConfig, load_any_config};
+use crate::engine::{Monitor, pattern};
 
 /// Arguments of `validate`.
 #[derive(Debug, Clone, clap::Args, Default)]
@@ -52,55 +55,75 @@ pub fn run(args: &ValidateArgs, out: &mut dyn Write) -> std::io::Result<Validate
     let mut total = ValidateOutcome::default();
     for path in &args.files {
         let p = path.display().to_string();
-        if crate::dryrun::is_custom_plugin(path) {
-            // Custom plugin configs: the custom loader's errors and warnings.
-            match crate::custom::load_custom_config(path) {
-                Err(e) => {
-                    writeln!(out, "{e}")?;
-                    writeln!(out, "{p}: error: the config does not load")?;
-                    total.errors += 1;
-                }
-                Ok(loaded) => {
-                    for w in &loaded.warnings {
-                        writeln!(out, "{}: warning: {}", w.path.display(), w.message)?;
-                        total.warnings += 1;
-                    }
-                    if loaded.warnings.is_empty() {
-                        writeln!(out, "{p}: ok (custom plugin)")?;
-                    }
-                }
+        // Read once, loaded by the loader its plugin names (custom plugin configs get
+        // the custom loader's errors and warnings).
+        let loaded = match load_any_config(path) {
+            Err(e) => {
+                does_not_load(out, &p, &e, &mut total)?;
+                continue;
             }
+            Ok(AnyConfig::Custom(loaded)) => {
+                print_warnings(out, &loaded.warnings, &mut total)?;
+                if loaded.warnings.is_empty() {
+                    writeln!(out, "{p}: ok (custom plugin)")?;
+                }
+                continue;
+            }
+            Ok(AnyConfig::Log(loaded)) => loaded,
+        };
+        print_warnings(out, &loaded.warnings, &mut total)?;
+        let findings = check(&loaded.config);
+        for f in &findings {
+            writeln!(out, "{p}: {f}")?;
+        }
+        let errors = findings.iter().filter(|f| f.error).count();
+        total.errors += errors;
+        total.warnings += findings.len() - errors;
+        // Every rule compiled on its own; now the monitor as the daemon and the dry-run
+        // build it (the combined single-line rule set can still be too big).
+        if errors == 0
+            && let Err(e) = Monitor::new(&loaded.config, Timestamp::now())
+        {
+            does_not_load(out, &p, &e, &mut total)?;
             continue;
         }
-        match crate::config::load_monitor_config(path) {
-            Err(e) => {
-                writeln!(out, "{e}")?;
-                writeln!(out, "{p}: error: the config does not load")?;
-                total.errors += 1;
-            }
-            Ok(loaded) => {
-                for w in &loaded.warnings {
-                    writeln!(out, "{}: warning: {}", w.path.display(), w.message)?;
-                    total.warnings += 1;
-                }
-                let findings = check(&loaded.config);
-                for f in &findings {
-                    writeln!(out, "{p}: {f}")?;
-                }
-                total.errors += findings.iter().filter(|f| f.error).count();
-                total.warnings += findings.iter().filter(|f| !f.error).count();
-                if findings.is_empty() && loaded.warnings.is_empty() {
-                    writeln!(
-                        out,
-                        "{p}: ok ({} rules, {} conditions)",
-                        loaded.config.rules.len(),
-                        loaded.config.conditions.len()
-                    )?;
-                }
-            }
+        if findings.is_empty() && loaded.warnings.is_empty() {
+            writeln!(
+                out,
+                "{p}: ok ({} rules, {} conditions)",
+                loaded.config.rules.len(),
+                loaded.config.conditions.len()
+            )?;
         }
     }
     Ok(total)
+}
+
+/// Prints an error that keeps the config from loading, then
+/// `path: error: the config does not load`.
+fn does_not_load(
+    out: &mut dyn Write,
+    p: &str,
+    e: &ConfigError,
+    total: &mut ValidateOutcome,
+) -> std::io::Result<()> {
+    writeln!(out, "{e}")?;
+    writeln!(out, "{p}: error: the config does not load")?;
+    total.errors += 1;
+    Ok(())
+}
+
+/// Prints a loader's warnings.
+fn print_warnings(
+    out: &mut dyn Write,
+    warnings: &[ConfigWarning],
+    total: &mut ValidateOutcome,
+) -> std::io::Result<()> {
+    for w in warnings {
+        writeln!(out, "{}: warning: {}", w.path.display(), w.message)?;
+        total.warnings += 1;
+    }
+    Ok(())
 }
 
 /// One finding about a loaded config.
@@ -124,10 +147,12 @@ impl std::fmt::Display for Finding {
     }
 }
 
-/// The checks beyond the loader's: rules that can never fire or will surprise.
+/// The checks beyond the loader's (which already rejects undeclared conditions, bad
+/// `minOccurrences`/`window`/`recoverAfter` values and warns about a `window` without
+/// `minOccurrences`): patterns that do not compile as the engine compiles them, rules
+/// that can never fire or will surprise.
 pub fn check(c: &MonitorConfig) -> Vec<Finding> {
     let mut out = Vec::new();
-    let declared: Vec<&str> = c.conditions.iter().map(|x| x.type_.as_str()).collect();
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, r) in c.rules.iter().enumerate() {
         let mut push = |error: bool, message: String| {
@@ -137,7 +162,9 @@ pub fn check(c: &MonitorConfig) -> Vec<Finding> {
                 message,
             })
         };
-        match pattern::analyse(&r.pattern) {
+        match pattern::analyse(&r.pattern)
+            .and_then(|info| pattern::compile_anchored(&r.pattern).map(|_| info))
+        {
             Err(e) => push(true, format!("pattern {:?}: {e}", r.pattern)),
             Ok(info) => {
                 if info.matches_empty {
@@ -178,34 +205,6 @@ pub fn check(c: &MonitorConfig) -> Vec<Finding> {
                 }
             }
         }
-        if matches!(r.kind, RuleKind::Permanent | RuleKind::Recovery) {
-            if r.condition.is_empty() {
-                push(
-                    true,
-                    "a permanent or recovery rule needs a condition".into(),
-                );
-            } else if !declared.contains(&r.condition.as_str()) {
-                push(
-                    true,
-                    format!("condition {:?} is not declared in conditions", r.condition),
-                );
-            }
-        }
-        if r.min_occurrences > 1 && r.window.is_none() {
-            push(true, "minOccurrences needs a window".into());
-        }
-        if r.window.is_some() && r.min_occurrences <= 1 {
-            push(
-                false,
-                "window has no effect without minOccurrences > 1".into(),
-            );
-        }
-        if r.window.is_some_and(|w| w.is_zero()) {
-            push(true, "window must be longer than 0".into());
-        }
-        if r.kind == RuleKind::Recovery && r.severity.is_some() {
-            push(false, "severity has no effect on a recovery rule".into());
-        }
         if let Some(j) = seen.get(r.pattern.as_str()) {
             push(
                 false,
@@ -213,18 +212,6 @@ pub fn check(c: &MonitorConfig) -> Vec<Finding> {
             );
         } else {
             seen.insert(&r.pattern, i);
-        }
-    }
-    for cond in &c.conditions {
-        if cond.recover_after.is_some_and(|d| d.is_zero()) {
-            out.push(Finding {
-                rule: None,
-                error: true,
-                message: format!(
-                    "condition {:?}: recoverAfter must be longer than 0",
-                    cond.type_
-                ),
-            });
         }
     }
     out

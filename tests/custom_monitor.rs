@@ -344,6 +344,94 @@ fn reload_adopts_kept_conditions_and_defaults_new_ones() {
 }
 
 #[test]
+fn reload_with_changed_default_updates_a_condition_at_its_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |reason: &str, message: &str| {
+        config(
+            dir.path(),
+            "",
+            &format!(
+                r#"{{"type": "C", "reason": "{reason}", "message": "{message}"}},
+                   {{"type": "D", "reason": "{reason}", "message": "{message}"}}"#
+            ),
+            &[
+                sh_rule("permanent", "C", "CIsBroken", "exit 0", ""),
+                sh_rule("permanent", "D", "DIsBroken", "exit 1", ""),
+            ],
+        )
+    };
+    let mut old = CustomMonitor::new(&cfg("OldOk", "old message"), t(0));
+    let mut metrics = ProblemMetrics::default();
+    old.apply(1, &res(PluginStatus::NonOk, "d broken"), t(1), &mut metrics)
+        .unwrap();
+    let mut new = CustomMonitor::new(&cfg("NewOk", "new message"), t(5));
+    new.adopt_state(&old);
+    let c = &new.conditions()[0];
+    // At the old default: the new default's reason and message, the old transition.
+    assert_eq!(
+        (
+            c.status,
+            c.reason.as_str(),
+            c.message.as_str(),
+            c.transition
+        ),
+        (ConditionStatus::False, "NewOk", "new message", t(0))
+    );
+    // True: carried over unchanged.
+    assert_eq!(new.conditions()[1], old.conditions()[1]);
+    assert_eq!(new.conditions()[1].reason, "DIsBroken");
+}
+
+#[test]
+fn gauge_series_lists_every_series_the_monitor_may_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "",
+        &format!(r#"{COND}, {{"type": "D", "reason": "DIsFine", "message": "d"}}"#),
+        &[
+            sh_rule("permanent", "C", "CIsBroken", "exit 1", ""),
+            sh_rule("temporary", "", "Blip", "exit 1", ""),
+        ],
+    );
+    let expected = vec![("C", "CIsBroken"), ("C", "CIsFine"), ("D", "DIsFine")];
+    assert_eq!(cfg.gauge_series(), expected);
+    let mut m = CustomMonitor::new(&cfg, t(0));
+    // A condition restored with a reason no rule has gets no series, at start or when
+    // results come in, as for log monitors (a reload removes such series).
+    assert!(m.restore_condition(&true_condition("D", "DWasBroken", "m", t(1))));
+    let mut metrics = ProblemMetrics::default();
+    m.init_metrics(&mut metrics);
+    assert_eq!(metrics.gauge("D", "DWasBroken"), None);
+    // Every series set while running is listed (the default reason's included).
+    m.apply(0, &res(PluginStatus::NonOk, "bad"), t(2), &mut metrics);
+    m.apply(0, &res(PluginStatus::Ok, "ok"), t(3), &mut metrics);
+    m.apply(0, &res(PluginStatus::Unknown, "?"), t(4), &mut metrics);
+    let series = cfg.gauge_series();
+    for (ty, reason, _) in metrics.gauges() {
+        assert!(
+            series.contains(&(ty, reason)),
+            "{ty} {reason} not in {series:?}"
+        );
+    }
+    assert_eq!(metrics.gauge("C", "CIsFine"), Some(false));
+    assert_eq!(metrics.gauge("D", "DWasBroken"), None);
+}
+
+#[test]
+fn plugin_status_orders_by_precedence() {
+    // NonOK > Unknown > OK, as several rules of one condition combine.
+    assert!(PluginStatus::Ok < PluginStatus::Unknown);
+    assert!(PluginStatus::Unknown < PluginStatus::NonOk);
+    let mut all = [PluginStatus::NonOk, PluginStatus::Ok, PluginStatus::Unknown];
+    all.sort();
+    assert_eq!(
+        all,
+        [PluginStatus::Ok, PluginStatus::Unknown, PluginStatus::NonOk]
+    );
+}
+
+#[test]
 fn carried_over_true_waits_for_every_rule_of_its_condition() {
     // Two rules on one condition; after a restore (or reload) B, the one that set it
     // True, has not reported yet when A reports OK: no flap to False and back.

@@ -67,6 +67,27 @@ async fn output_is_trimmed_and_cut_to_max_output_length() {
 }
 
 #[tokio::test]
+async fn our_messages_are_not_cut_to_max_output_length() {
+    // Only the plugin's output is cut; what we say about the run stays whole.
+    let r = run_plugin(&sh("/nonexistent/tool", T), 10).await;
+    assert_eq!(r.status, PluginStatus::Unknown);
+    assert!(
+        r.message
+            .ends_with("exited with 127 (command or interpreter not found)"),
+        "{}",
+        r.message
+    );
+    let r = run_plugin(&sh("echo 0123456789abcdef; kill -9 $$", T), 10).await;
+    assert_eq!(r.status, PluginStatus::Unknown);
+    assert!(
+        r.message
+            .ends_with("killed by signal 9. output - \"0123456789\""),
+        "{}",
+        r.message
+    );
+}
+
+#[tokio::test]
 async fn missing_interpreter_and_missing_plugin_are_unknown_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad-shebang.sh");
@@ -120,6 +141,42 @@ async fn timeout_kills_a_script_that_ignores_sigterm() {
     assert!(r.timed_out);
     assert!(r.message.contains("Timeout"), "{}", r.message);
     assert!(r.message.contains("working"), "{}", r.message);
+    let pid = read_pid(&pidfile);
+    assert!(
+        wait_gone(pid, Duration::from_secs(10)),
+        "plugin {pid} still running"
+    );
+}
+
+#[tokio::test]
+async fn a_timed_out_plugin_that_survives_sigkill_does_not_block_the_run() {
+    // The leader leaves its process group for the test's own (same session), so the
+    // group kill at the timeout misses it, as SIGKILL misses a process stuck in the
+    // kernel: the run must still end soon after the timeout, not when the plugin does.
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let script = format!(
+        "open(my $f, '>', '{}') or die; print $f \"$$\\n\"; close $f; \
+         setpgrp(0, getpgrp(getppid())) or die \"setpgrp: $!\"; \
+         open(STDOUT, '>', '/dev/null'); open(STDERR, '>', '/dev/null'); sleep 60;",
+        pidfile.display()
+    );
+    let started = std::time::Instant::now();
+    let r = run_plugin(
+        &rule(
+            "/usr/bin/perl",
+            &["-e", &script],
+            Duration::from_millis(300),
+        ),
+        80,
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(r.timed_out, "{}", r.message);
+    assert_eq!(r.status, PluginStatus::Unknown);
+    assert!(r.message.contains("Timeout"), "{}", r.message);
+    assert!(took < Duration::from_secs(10), "the run took {took:?}");
+    // Killed and reaped once the run let go of it.
     let pid = read_pid(&pidfile);
     assert!(
         wait_gone(pid, Duration::from_secs(10)),

@@ -425,3 +425,71 @@ Nov 23 07:30:00 n kernel: nothing to see\n",
     assert_eq!(o.true_conditions, 1);
     assert_eq!(o.exit_code, 1);
 }
+
+#[test]
+fn summary_is_per_reason_and_source() {
+    // Two monitors with the same reason: one summary record each, not one merged under
+    // the first monitor's source.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |source: &str| {
+        let p = dir.path().join(format!("{source}.json"));
+        std::fs::write(
+            &p,
+            format!(
+                r#"{{"plugin": "kmsg", "source": "{source}",
+                  "rules": [{{"type": "temporary", "reason": "DiskError", "pattern": "disk error.*"}}]}}"#
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let capture = dir.path().join("dmesg.txt");
+    std::fs::write(
+        &capture,
+        "[    1.000000] disk error on sda\n[    2.000000] disk error on sdb\n",
+    )
+    .unwrap();
+    let v = json_run(
+        vec![capture.clone()],
+        vec![cfg("b-monitor"), cfg("a-monitor")],
+    );
+    let summary: Vec<(String, String, u64)> = v
+        .iter()
+        .filter(|o| o["kind"] == "summary")
+        .map(|o| {
+            (
+                o["reason"].as_str().unwrap().to_string(),
+                o["source"].as_str().unwrap().to_string(),
+                o["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("DiskError".to_string(), "a-monitor".to_string(), 2),
+            ("DiskError".to_string(), "b-monitor".to_string(), 2),
+        ]
+    );
+    let args = DryRunArgs {
+        config: vec![cfg("b-monitor"), cfg("a-monitor")],
+        output: OutputFormat::Text,
+        fail_on: FailOn::Never,
+        files: vec![capture],
+    };
+    let (text, _) = run(&args);
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("SUMMARY"))
+        .filter(|l| l.starts_with("DiskError"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(
+        rows[0].contains("a-monitor") && rows[0].contains(" 2 "),
+        "{text}"
+    );
+    assert!(
+        rows[1].contains("b-monitor") && rows[1].contains(" 2 "),
+        "{text}"
+    );
+}

@@ -86,3 +86,75 @@ fn custom_plugin_dry_run_runs_each_rule_once() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn huge_concurrency_runs_every_rule_at_once() {
+    // Above tokio's semaphore limit: the loader keeps it at the number of rules (it made
+    // the dry-run panic).
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.json");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({
+            "plugin": "custom",
+            "pluginConfig": {"concurrency": i64::MAX},
+            "source": "s",
+            "rules": [
+                {"type": "temporary", "reason": "A", "path": "/bin/true"},
+                {"type": "temporary", "reason": "B", "path": "/bin/false"}
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["dry-run", "--output", "json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.contains(r#""kind":"plugin""#))
+            .count(),
+        2,
+        "{stdout}"
+    );
+}
+
+#[test]
+fn plugin_key_is_matched_case_insensitively() {
+    // As the loaders match keys (Go's JSON decoder): "Plugin": "custom" is a custom
+    // plugin config, for dry-run and validate alike.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.json");
+    std::fs::write(
+        &cfg,
+        r#"{"Plugin": "custom", "Source": "s",
+            "Rules": [{"type": "temporary", "reason": "A", "path": "/bin/true"}]}"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["dry-run", "--output", "json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(r#""kind":"plugin""#), "{stdout}");
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(
+        stdout.trim(),
+        format!("{}: ok (custom plugin)", cfg.display())
+    );
+}

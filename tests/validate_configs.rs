@@ -138,3 +138,124 @@ fn load_errors_and_unknown_keys() {
     assert!(o.warnings >= 1, "{text}");
     assert_eq!(o.exit_code(), 1);
 }
+
+#[test]
+fn filelog_timestamp_format_is_checked() {
+    // A layout the filelog source cannot use: validate (and the loader, so a reload)
+    // rejects it instead of the source failing when it starts.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "filelog.json",
+        r#"{"plugin": "filelog", "source": "m", "logPath": "/var/log/kern.log",
+  "pluginConfig": {"timestamp": "^.{15}", "message": "kernel: (.*)", "timestampFormat": "%b %d %H:%M:%S"},
+  "conditions": [], "rules": []}"#,
+    );
+    let (text, o) = check(vec![bad.clone()]);
+    assert!(
+        text.contains(&format!(
+            "{}: key pluginConfig.timestampFormat: Go time layout \"%b %d %H:%M:%S\"",
+            bad.display()
+        )),
+        "{text}"
+    );
+    assert_eq!(o.exit_code(), 1, "{text}");
+}
+
+#[test]
+fn severity_on_a_recovery_rule_is_not_warned_about() {
+    // It sets the type of the recovery's event (Normal by default): it has an effect.
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "recovery.json",
+        r#"{"plugin": "kmsg", "source": "m",
+  "conditions": [{"type": "A", "reason": "AOk", "message": "fine"}],
+  "rules": [
+    {"type": "permanent", "condition": "A", "reason": "ABad", "pattern": "bad thing"},
+    {"type": "recovery", "condition": "A", "reason": "AGood", "pattern": "good thing", "severity": "warn"}
+  ]}"#,
+    );
+    let (text, o) = check(vec![p]);
+    assert_eq!((o.errors, o.warnings), (0, 0), "{text}");
+    assert!(text.contains("ok (2 rules, 1 conditions)"), "{text}");
+}
+
+#[test]
+fn validate_and_the_loader_agree_on_window() {
+    // A window without minOccurrences above 1 is the loader's warning, once; a zero
+    // window then is no error either (the daemon loads the config).
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "window.json",
+        r#"{"plugin": "kmsg", "source": "m", "conditions": [],
+  "rules": [{"type": "temporary", "reason": "R", "pattern": "x", "minOccurrences": 1, "window": "0s"}]}"#,
+    );
+    let (text, o) = check(vec![p.clone()]);
+    assert_eq!((o.errors, o.warnings), (0, 1), "{text}");
+    assert_eq!(o.exit_code(), 0, "{text}");
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        vec![format!(
+            "{}: warning: rule 0 (reason \"R\"): window has no effect without minOccurrences above 1",
+            p.display()
+        )],
+        "{text}"
+    );
+    assert!(npd::config::load_monitor_config(&p).is_ok());
+}
+
+#[test]
+fn patterns_are_compiled_as_the_daemon_compiles_them() {
+    // Parses fine, but too big to compile: the daemon and the dry-run reject it.
+    let dir = tempfile::tempdir().unwrap();
+    let big = write(
+        dir.path(),
+        "big.json",
+        r#"{"plugin": "kmsg", "source": "m", "conditions": [],
+  "rules": [{"type": "temporary", "reason": "Big", "pattern": "\\w{1000}\\w{1000}\\w{1000}"}]}"#,
+    );
+    let (text, o) = check(vec![big.clone()]);
+    assert!(
+        text.contains(&format!(
+            "{}: rule 0 (reason \"Big\"): error: pattern",
+            big.display()
+        )),
+        "{text}"
+    );
+    assert_eq!(o.exit_code(), 1, "{text}");
+    let loaded = npd::config::load_monitor_config(&big).unwrap();
+    assert!(npd::engine::Monitor::new(&loaded.config, jiff::Timestamp::now()).is_err());
+
+    // Each rule compiles alone, the combined single-line set does not.
+    let rules: Vec<String> = (0..6)
+        .map(|i| {
+            format!(r#"{{"type": "temporary", "reason": "R{i}", "pattern": "x{i}\\w{{300}}"}}"#)
+        })
+        .collect();
+    let set = write(
+        dir.path(),
+        "set.json",
+        &format!(
+            r#"{{"plugin": "kmsg", "source": "m", "conditions": [], "rules": [{}]}}"#,
+            rules.join(",")
+        ),
+    );
+    let (text, o) = check(vec![set.clone()]);
+    assert!(
+        text.contains(&format!(
+            "{}: key rules: the combined single-line rule set does not compile",
+            set.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{}: error: the config does not load",
+            set.display()
+        )),
+        "{text}"
+    );
+    assert_eq!(o.exit_code(), 1, "{text}");
+}

@@ -70,7 +70,8 @@ pub struct CustomPluginConfig {
     pub timeout: Duration,
     /// `pluginConfig.max_output_length`: the message is cut to this many bytes.
     pub max_output_length: usize,
-    /// `pluginConfig.concurrency`: plugins running at once.
+    /// `pluginConfig.concurrency`: plugins running at once (as written; the runner uses
+    /// at most one permit per rule, so a larger value means every rule at once).
     pub concurrency: usize,
     /// `pluginConfig.enable_message_change_based_condition_update`.
     pub enable_message_change_based_condition_update: bool,
@@ -84,6 +85,32 @@ pub struct CustomPluginConfig {
     pub conditions: Vec<ConditionConfig>,
     /// Rules in file order.
     pub rules: Vec<CustomRule>,
+}
+
+impl CustomPluginConfig {
+    /// Every `problem_gauge` (type, reason) series a monitor of this config may set from
+    /// its rules and defaults, sorted and without duplicates: permanent rules and the
+    /// conditions' default reasons. Empty when metrics reporting is off.
+    /// [`super::CustomMonitor::gauge_series`] gives the same for a built monitor.
+    pub fn gauge_series(&self) -> Vec<(&str, &str)> {
+        if !self.metrics_reporting {
+            return Vec::new();
+        }
+        let mut out: Vec<(&str, &str)> = self
+            .rules
+            .iter()
+            .filter(|r| r.kind == CustomRuleKind::Permanent)
+            .map(|r| (r.condition.as_str(), r.reason.as_str()))
+            .chain(
+                self.conditions
+                    .iter()
+                    .map(|c| (c.type_.as_str(), c.reason.as_str())),
+            )
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 #[derive(Deserialize)]
@@ -160,7 +187,7 @@ pub fn parse_custom_config(
     custom_config_from_value(path, parse_json(path, text)?)
 }
 
-fn custom_config_from_value(
+pub(crate) fn custom_config_from_value(
     path: &Path,
     mut value: Value,
 ) -> Result<Loaded<CustomPluginConfig>, ConfigError> {
@@ -258,11 +285,9 @@ fn custom_config_from_value(
     };
 
     // recoverAfter is a log-monitor extension; here the key is warned about as unknown
-    // and has no effect (a custom rule's OK result already recovers its condition).
-    let mut conditions = crate::config::parse_conditions(path, raw.conditions.unwrap_or_default())?;
-    for c in &mut conditions {
-        c.recover_after = None;
-    }
+    // and not read (a custom rule's OK result already recovers its condition).
+    let conditions =
+        crate::config::parse_conditions(path, raw.conditions.unwrap_or_default(), false)?;
 
     let mut rules = Vec::new();
     for (index, r) in raw.rules.unwrap_or_default().into_iter().enumerate() {
@@ -414,6 +439,21 @@ mod tests {
         assert!(e.contains("rule 0") && e.contains("\"X\""), "{e}");
         let e = parse(r#"{"plugin":"kmsg"}"#).unwrap_err().to_string();
         assert!(e.contains("kmsg"), "{e}");
+    }
+
+    #[test]
+    fn recover_after_is_an_ignored_unknown_key() {
+        let l = parse(
+            r#"{"plugin":"custom","conditions":[{"type":"C","reason":"Ok","message":"m","recoverAfter":"bogus"}],
+            "rules":[{"type":"permanent","condition":"C","reason":"Bad","path":"/bin/true"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(l.config.conditions[0].recover_after, None);
+        let msgs: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            msgs,
+            vec!["t.json: unknown key conditions[0].recoverAfter (ignored)"]
+        );
     }
 
     #[test]

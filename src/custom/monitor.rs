@@ -26,15 +26,16 @@ use crate::types::{Condition, ConditionStatus, Event, Severity, Status};
 
 use super::config::{CustomPluginConfig, CustomRuleKind};
 
-/// What a plugin run means (upstream's OK / NonOK / Unknown).
+/// What a plugin run means (upstream's OK / NonOK / Unknown). Ordered by precedence
+/// when several rules drive one condition: `Ok < Unknown < NonOk`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub enum PluginStatus {
     /// Exit code 0: no problem.
     Ok,
-    /// Exit code 1: the problem is present.
-    NonOk,
     /// Any other exit code, a timeout, a crash or a plugin that cannot start.
     Unknown,
+    /// Exit code 1: the problem is present.
+    NonOk,
 }
 
 /// The outcome of one plugin run.
@@ -116,21 +117,29 @@ impl CustomMonitor {
     /// Creates every rule's counter at 0 and every permanent rule's gauge at false, as
     /// upstream does at start, when metrics reporting is on. A condition that is already
     /// True (restored from the Node, or carried over by a reload) has its gauge at 1.
+    /// See [`ProblemMetrics::init_monitor`], which log monitors share.
     pub fn init_metrics(&self, metrics: &mut ProblemMetrics) {
         if !self.metrics_reporting {
             return;
         }
-        for rule in &self.rules {
-            if rule.kind == CustomRuleKind::Permanent {
-                metrics.set_gauge(&rule.condition, &rule.reason, false);
-            }
-            metrics.increment(&rule.reason, 0);
-        }
-        for c in &self.conditions {
-            if c.status == ConditionStatus::True {
-                metrics.set_gauge(&c.type_, &c.reason, true);
-            }
-        }
+        metrics.init_monitor(
+            self.rules.iter().map(|r| r.reason.as_str()),
+            self.rules
+                .iter()
+                .filter(|r| r.kind == CustomRuleKind::Permanent)
+                .map(|r| (r.condition.as_str(), r.reason.as_str())),
+            &self.conditions,
+        );
+    }
+
+    /// Whether (type, reason) is one of [`crate::custom::CustomPluginConfig::gauge_series`].
+    fn declares_gauge(&self, type_: &str, reason: &str) -> bool {
+        self.rules.iter().any(|r| {
+            r.kind == CustomRuleKind::Permanent && r.condition == type_ && r.reason == reason
+        }) || self
+            .defaults
+            .iter()
+            .any(|d| d.type_ == type_ && d.reason == reason)
     }
 
     /// Takes over a condition's state from the live Node at start (`--restore-conditions`):
@@ -152,12 +161,26 @@ impl CustomMonitor {
     /// Carries condition state over from the monitor this one replaces (hot reload):
     /// every condition type both declare keeps its current status, reason, message and
     /// transition time; types only the new config declares start at their defaults.
-    /// Plugin results are not carried over (the rules may have changed): the new rules'
-    /// first results decide, by the usual precedence.
+    /// A condition still at the old config's default (False with its default reason and
+    /// message) takes the new config's default reason and message, so a changed default
+    /// reaches the Node at once. Plugin results are not carried over (the rules may have
+    /// changed): the new rules' first results decide, by the usual precedence.
     pub fn adopt_state(&mut self, old: &CustomMonitor) {
         for c in &mut self.conditions {
-            if let Some(o) = old.conditions.iter().find(|o| o.type_ == c.type_) {
-                *c = o.clone();
+            let Some(o) = old.conditions.iter().find(|o| o.type_ == c.type_) else {
+                continue;
+            };
+            let at_old_default = o.status == ConditionStatus::False
+                && old
+                    .defaults
+                    .iter()
+                    .any(|d| d.type_ == o.type_ && d.reason == o.reason && d.message == o.message);
+            let (reason, message) = (c.reason.clone(), c.message.clone());
+            *c = o.clone();
+            if at_old_default {
+                // `c` was built at the new default: keep its reason and message.
+                c.reason = reason;
+                c.message = message;
             }
         }
     }
@@ -203,8 +226,13 @@ impl CustomMonitor {
             for ev in &active {
                 metrics.increment(&ev.reason, 1);
             }
+            // As upstream, every condition's gauge; but only under a reason this config
+            // declares: a condition restored with a reason no rule has (renamed since)
+            // gets no series, as at start, and the reload does not have to chase it.
             for c in &self.conditions {
-                metrics.set_gauge(&c.type_, &c.reason, c.status == ConditionStatus::True);
+                if self.declares_gauge(&c.type_, &c.reason) {
+                    metrics.set_gauge(&c.type_, &c.reason, c.status == ConditionStatus::True);
+                }
             }
         }
         if active.is_empty() && inactive.is_empty() {
@@ -228,15 +256,8 @@ impl CustomMonitor {
                 pending = true;
                 continue;
             };
-            let rank = |s: PluginStatus| match s {
-                PluginStatus::Ok => 0,
-                PluginStatus::Unknown => 1,
-                PluginStatus::NonOk => 2,
-            };
-            if best
-                .as_ref()
-                .is_none_or(|(s, _, _)| rank(r.status) > rank(*s))
-            {
+            // Strictly greater: among equals the first rule in file order decides.
+            if best.as_ref().is_none_or(|(s, _, _)| r.status > *s) {
                 best = Some((r.status, rule.reason.clone(), r.message.clone()));
             }
         }

@@ -36,6 +36,10 @@ pub const READ_LIMIT: usize = 4096;
 /// The first round of a monitor is spread over at most this long, so a monitor with an
 /// interval of a day still runs its plugins soon after start.
 pub const FIRST_ROUND_SPREAD: Duration = Duration::from_secs(10);
+/// How long a timed-out plugin may take to die after its group got SIGKILL before the
+/// run is reported without waiting for it (a process in uninterruptible sleep ignores
+/// SIGKILL until the kernel releases it).
+const REAP_GRACE: Duration = Duration::from_secs(2);
 /// How long the pipes are drained after the plugin's process group is gone (only a
 /// process that escaped the group can hold them longer).
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
@@ -73,9 +77,19 @@ pub async fn run_plugin(rule: &CustomRule, max_output_length: usize) -> PluginRe
         }
         Err(_) => {
             // Kill the group while the leader is still unreaped (its pid is pinned),
-            // then reap it.
+            // then reap it, within a bound: a plugin stuck in the kernel (D state, a
+            // hung NFS read) does not die from SIGKILL until the kernel lets it go, and
+            // waiting for it would block this rule (and its concurrency permit) for
+            // good. Not reaped here, it is killed again and reaped in the background
+            // when `child` is dropped (kill_on_drop; tokio reaps orphans).
             guard.kill();
-            (child.wait().await, true)
+            match tokio::time::timeout(REAP_GRACE, child.wait()).await {
+                Ok(r) => (r, true),
+                Err(_) => {
+                    tracing::warn!(plugin = %path, grace = ?REAP_GRACE, "plugin did not exit after SIGKILL; reported as timed out, it will be reaped when it ends");
+                    (Err(io::Error::from(io::ErrorKind::TimedOut)), true)
+                }
+            }
         }
     };
     guard.armed = false;
@@ -85,14 +99,16 @@ pub async fn run_plugin(rule: &CustomRule, max_output_length: usize) -> PluginRe
         tracing::debug!(plugin = %path, stderr = %String::from_utf8_lossy(&stderr).trim(), "plugin stderr");
     }
     let output = String::from_utf8_lossy(&stdout).trim().to_string();
+    // Only the plugin's own output is cut to max_output_length (as upstream); the
+    // messages we write around it must stay readable.
+    let cut_output = cut(&output, max_output_length);
     if timed_out {
         // As upstream: this message is not cut, it is ours and must stay readable.
         return PluginResult {
             status: PluginStatus::Unknown,
             message: format!(
                 "Timeout when running plugin {path:?} after {:?}. output - {:?}",
-                rule.timeout,
-                cut(&output, max_output_length)
+                rule.timeout, cut_output
             ),
             timed_out: true,
         };
@@ -103,24 +119,24 @@ pub async fn run_plugin(rule: &CustomRule, max_output_length: usize) -> PluginRe
     };
     use std::os::unix::process::ExitStatusExt;
     let (status, message) = match (exit.code(), exit.signal()) {
-        (Some(0), _) => (PluginStatus::Ok, output),
-        (Some(1), _) => (PluginStatus::NonOk, output),
+        (Some(0), _) => (PluginStatus::Ok, cut_output),
+        (Some(1), _) => (PluginStatus::NonOk, cut_output),
         (Some(127), _) if output.is_empty() => (
             PluginStatus::Unknown,
             format!("plugin {path} exited with 127 (command or interpreter not found)"),
         ),
-        (Some(_), _) => (PluginStatus::Unknown, output),
+        (Some(_), _) => (PluginStatus::Unknown, cut_output),
         (None, sig) => (
             PluginStatus::Unknown,
             format!(
-                "plugin {path} killed by signal {}. output - {output:?}",
+                "plugin {path} killed by signal {}. output - {cut_output:?}",
                 sig.unwrap_or(0)
             ),
         ),
     };
     PluginResult {
         status,
-        message: cut(&message, max_output_length),
+        message,
         timed_out: false,
     }
 }
@@ -230,6 +246,14 @@ pub struct RuleHealth {
     pub runs: u64,
 }
 
+impl RuleHealth {
+    /// Whether its last `n` or more runs all timed out (a plugin that always hangs):
+    /// `/healthz` shows such a rule as `timing-out`.
+    pub fn timing_out(&self, n: u64) -> bool {
+        self.consecutive_timeouts >= n
+    }
+}
+
 /// Per-rule health of one custom plugin monitor, shared with the HTTP endpoints.
 #[derive(Debug, Default)]
 pub struct PluginHealth {
@@ -279,7 +303,7 @@ impl PluginHealth {
     pub fn timing_out(&self, n: u64) -> Vec<RuleHealth> {
         self.rules()
             .into_iter()
-            .filter(|r| r.consecutive_timeouts >= n)
+            .filter(|r| r.timing_out(n))
             .collect()
     }
 
@@ -399,7 +423,7 @@ impl CustomPluginMonitor {
         {
             return monitor;
         }
-        let sem = Arc::new(Semaphore::new(config.concurrency));
+        let sem = Arc::new(Semaphore::new(permits(&config)));
         let n = config.rules.len().max(1) as u32;
         // Bounded: each rule task has at most one result in flight.
         let (res_tx, mut res_rx) = mpsc::channel(config.rules.len().max(1));
@@ -457,6 +481,17 @@ impl CustomPluginMonitor {
     }
 }
 
+/// Permits of a monitor's semaphore: `concurrency`, but at most one per rule (each rule
+/// runs one plugin at a time, so more permits change nothing). Any value is accepted,
+/// as upstream does; `Semaphore::new` panics above `MAX_PERMITS`, which the number of
+/// rules never reaches.
+fn permits(config: &CustomPluginConfig) -> usize {
+    config
+        .concurrency
+        .min(config.rules.len())
+        .clamp(1, Semaphore::MAX_PERMITS)
+}
+
 fn lock(m: &Mutex<ProblemMetrics>) -> std::sync::MutexGuard<'_, ProblemMetrics> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -488,7 +523,7 @@ pub async fn run_once_detailed(config: CustomPluginConfig) -> (Vec<Status>, Vec<
     let mut metrics = ProblemMetrics::default();
     monitor.init_metrics(&mut metrics);
     let mut statuses: Vec<Status> = monitor.initial_status().into_iter().collect();
-    let sem = Arc::new(Semaphore::new(config.concurrency));
+    let sem = Arc::new(Semaphore::new(permits(&config)));
     let mut set = tokio::task::JoinSet::new();
     for (i, rule) in config.rules.iter().cloned().enumerate() {
         let sem = sem.clone();
@@ -529,7 +564,38 @@ pub async fn run_once_detailed(config: CustomPluginConfig) -> (Vec<Status>, Vec<
 
 #[cfg(test)]
 mod tests {
-    use super::cut;
+    use super::{Semaphore, cut, permits};
+
+    #[test]
+    fn timing_out_counts_consecutive_timeouts() {
+        let mut r = super::RuleHealth::default();
+        assert!(r.timing_out(0));
+        assert!(!r.timing_out(1));
+        r.consecutive_timeouts = 3;
+        assert!(r.timing_out(3));
+        assert!(!r.timing_out(4));
+    }
+
+    #[test]
+    fn permits_are_at_most_one_per_rule() {
+        let l = crate::custom::config::parse_custom_config(
+            std::path::Path::new("c.json"),
+            r#"{"plugin":"custom","pluginConfig":{"concurrency":9223372036854775807},
+                "rules":[{"type":"temporary","reason":"A","path":"/bin/true"},
+                         {"type":"temporary","reason":"B","path":"/bin/true"}]}"#,
+        )
+        .unwrap();
+        let mut c = l.config;
+        assert_eq!(permits(&c), 2);
+        c.concurrency = 1;
+        assert_eq!(permits(&c), 1);
+        c.rules.clear();
+        assert_eq!(permits(&c), 1);
+        c.concurrency = usize::MAX;
+        assert_eq!(permits(&c), 1);
+        // Never above what the semaphore takes.
+        assert!(permits(&c) <= Semaphore::MAX_PERMITS);
+    }
 
     #[test]
     fn cut_respects_char_boundaries() {

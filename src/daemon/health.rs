@@ -132,7 +132,7 @@ pub fn health(shared: &Shared) -> (bool, serde_json::Value) {
     let mut plugins = Vec::new();
     for p in shared.plugins() {
         for r in p.rules() {
-            let timing_out = r.consecutive_timeouts >= PLUGIN_TIMEOUTS_DEGRADED;
+            let timing_out = r.timing_out(PLUGIN_TIMEOUTS_DEGRADED);
             degraded |= timing_out;
             plugins.push(json!({
                 "config": p.config_path(),

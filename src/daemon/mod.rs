@@ -422,7 +422,7 @@ pub async fn run(args: DaemonArgs) -> Result<(), DaemonError> {
             .map_err(|e| DaemonError::Kube(e.to_string()))?;
         for cond in &restored {
             for (_, m) in loaded.iter_mut() {
-                if m.restore_condition(cond) {
+                if m.restore_condition(cond, Timestamp::now()) {
                     tracing::info!(condition = %cond.type_, reason = %cond.reason, "restored condition from the Node (set during this boot)");
                 }
             }

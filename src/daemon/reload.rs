@@ -267,7 +267,7 @@ pub(crate) async fn reload(
             let old = running.logs.remove(i);
             if let Some(old) = old.stop().await {
                 for c in old.initial_status().conditions {
-                    monitor.restore_condition(&c);
+                    monitor.restore_condition(&c, now);
                 }
             }
         }
@@ -293,28 +293,16 @@ pub(crate) async fn reload(
         tracing::info!(config = %key, rules = monitor.config().rules.len(), "custom plugin monitor restarted with the new config");
         running.customs.push(start_custom(shared, monitor));
     }
-    // Gauges of permanent rules no config declares any more go away (a dropped rule's
-    // gauge would otherwise stay at its last value, possibly 1). Counters stay: they
-    // are history.
-    let mut declared: std::collections::HashSet<(String, String)> =
-        std::collections::HashSet::new();
-    for r in &running.logs {
-        for rule in &r.config.rules {
-            if rule.kind == crate::config::RuleKind::Permanent {
-                declared.insert((rule.condition.clone(), rule.reason.clone()));
-            }
-        }
-    }
-    for r in &running.customs {
-        for rule in &r.config.rules {
-            if rule.kind == crate::custom::config::CustomRuleKind::Permanent {
-                declared.insert((rule.condition.clone(), rule.reason.clone()));
-            }
-        }
-    }
-    shared.with_metrics(|pm| {
-        pm.retain_gauges(|t, r| declared.contains(&(t.to_string(), r.to_string())))
-    });
+    // Gauge series no running config declares any more go away (a dropped rule's gauge
+    // would otherwise stay at its last value, possibly 1). Counters stay: they are
+    // history.
+    let declared: std::collections::HashSet<(&str, &str)> = running
+        .logs
+        .iter()
+        .flat_map(|r| r.config.gauge_series())
+        .chain(running.customs.iter().flat_map(|r| r.config.gauge_series()))
+        .collect();
+    shared.with_metrics(|pm| pm.retain_gauges(|t, r| declared.contains(&(t, r))));
     shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
     tracing::info!("config reloaded");
 }

@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::types::{Condition, ConditionStatus};
+
 /// Counter and gauge values, shared by all monitors of a process (as upstream's global
 /// problem metrics manager is).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -35,6 +37,37 @@ impl ProblemMetrics {
             .insert(type_.to_string(), reason.to_string());
         self.gauges
             .insert((type_.to_string(), reason.to_string()), value);
+    }
+
+    /// Creates one monitor's series at start, as upstream does: every reason in
+    /// `counters` at 0 (an existing counter keeps its value) and every (type, reason) in
+    /// `gauges` (its permanent rules) at 0; then 1 for each condition already True
+    /// (restored from the Node, or carried over by a reload) whose (type, reason) is one
+    /// of `gauges`. A True condition with a reason no rule of the monitor has (restored,
+    /// or carried over from a rule a reload dropped) gets no series: the reload removes
+    /// the series of reasons no config declares, and this does not bring it back. The
+    /// 1s come last because setting a type's gauge for one reason zeroes its other
+    /// reasons. Log and custom plugin monitors share this.
+    pub fn init_monitor<'a>(
+        &mut self,
+        counters: impl IntoIterator<Item = &'a str>,
+        gauges: impl IntoIterator<Item = (&'a str, &'a str)>,
+        conditions: &[Condition],
+    ) {
+        for reason in counters {
+            self.increment(reason, 0);
+        }
+        let gauges: Vec<(&str, &str)> = gauges.into_iter().collect();
+        for (type_, reason) in &gauges {
+            self.set_gauge(type_, reason, false);
+        }
+        for c in conditions {
+            if c.status == ConditionStatus::True
+                && gauges.contains(&(c.type_.as_str(), c.reason.as_str()))
+            {
+                self.set_gauge(&c.type_, &c.reason, true);
+            }
+        }
     }
 
     /// Removes the `problem_gauge` series whose (type, reason) no config declares any

@@ -212,42 +212,31 @@ impl Monitor {
     }
 
     /// Sets every rule's counter (and permanent rules' gauges) to 0, as upstream does at
-    /// start, when metrics reporting is on.
+    /// start, when metrics reporting is on; a condition already True (restored from the
+    /// Node, or carried over by a reload) with a permanent rule's reason has that gauge
+    /// at 1. See [`ProblemMetrics::init_monitor`], which the custom plugin monitor shares.
     pub fn init_metrics(&self, metrics: &mut ProblemMetrics) {
         if !self.metrics_reporting {
             return;
         }
-        let active = |rule: &&CompiledRule| {
-            self.conditions.iter().any(|c| {
-                c.type_ == rule.cfg.condition
-                    && c.status == ConditionStatus::True
-                    && c.reason == rule.cfg.reason
-            })
-        };
-        for rule in &self.rules {
-            match rule.cfg.kind {
-                RuleKind::Permanent => {
-                    metrics.set_gauge(&rule.cfg.condition, &rule.cfg.reason, false);
-                    metrics.increment(&rule.cfg.reason, 0);
-                }
-                RuleKind::Temporary => metrics.increment(&rule.cfg.reason, 0),
-                RuleKind::Recovery => {}
-            }
-        }
-        // Then 1 for a condition already True with this reason (restored from the Node,
-        // or carried over by a reload). Last, because setting a type's gauge for one
-        // reason zeroes its other reasons.
-        for rule in self.rules.iter().filter(active) {
-            if rule.cfg.kind == RuleKind::Permanent {
-                metrics.set_gauge(&rule.cfg.condition, &rule.cfg.reason, true);
-            }
-        }
+        let rules = || self.rules.iter().map(|r| &r.cfg);
+        metrics.init_monitor(
+            rules()
+                .filter(|r| r.kind != RuleKind::Recovery)
+                .map(|r| r.reason.as_str()),
+            rules()
+                .filter(|r| r.kind == RuleKind::Permanent)
+                .map(|r| (r.condition.as_str(), r.reason.as_str())),
+            &self.conditions,
+        );
     }
 
-    /// Takes over a condition's state from elsewhere (the live Node at start, or the
-    /// monitor this one replaces on reload). Unknown types are ignored. Returns whether
-    /// the type is one of this monitor's.
-    pub fn restore_condition(&mut self, condition: &Condition) -> bool {
+    /// Takes over a condition's state from elsewhere (the live Node at start). Unknown
+    /// types are ignored. Returns whether the type is one of this monitor's. `now` is the
+    /// time of the restore: a restored True condition's `recoverAfter` quiet period counts
+    /// from it (the Node does not say when a rule last matched, and its transition time
+    /// may be long past, which would recover the condition at the first tick).
+    pub fn restore_condition(&mut self, condition: &Condition, now: Timestamp) -> bool {
         let Some(i) = self
             .conditions
             .iter()
@@ -258,20 +247,39 @@ impl Monitor {
         self.conditions[i] = condition.clone();
         if condition.status == ConditionStatus::True {
             // Recovery by time counts from the restore; we do not know the last match.
-            self.states[i].last_problem = Some(condition.transition);
+            self.states[i].last_problem = Some(now);
         }
         true
     }
 
     /// Carries condition state and recent lines over from the monitor this one replaces
     /// (hot reload): conditions that still exist keep their status, and the buffer keeps
-    /// its lines so multi-line rules still see them.
+    /// its lines so multi-line rules still see them. A condition still at the old
+    /// config's default (False with its default reason and message) takes the new
+    /// config's default reason and message, so a changed default reaches the Node without
+    /// waiting for the condition to flip; its status and transition time stay.
     pub fn adopt_state(&mut self, old: &Monitor) {
-        for (i, c) in self.conditions.clone().iter().enumerate() {
-            if let Some(j) = old.conditions.iter().position(|o| o.type_ == c.type_) {
-                self.conditions[i] = old.conditions[j].clone();
-                self.states[i].last_problem = old.states[j].last_problem;
+        for i in 0..self.conditions.len() {
+            let Some(j) = old
+                .conditions
+                .iter()
+                .position(|o| o.type_ == self.conditions[i].type_)
+            else {
+                continue;
+            };
+            let carried = &old.conditions[j];
+            let old_default = &old.states[j].default;
+            let at_old_default = carried.status == ConditionStatus::False
+                && carried.reason == old_default.reason
+                && carried.message == old_default.message;
+            let new_default = &self.states[i].default;
+            let mut c = carried.clone();
+            if at_old_default {
+                c.reason.clone_from(&new_default.reason);
+                c.message.clone_from(&new_default.message);
             }
+            self.conditions[i] = c;
+            self.states[i].last_problem = old.states[j].last_problem;
         }
         for (msg, ts) in old.buffer.iter().rev().take(self.buffer_size).rev() {
             self.buffer.push_back((msg.clone(), *ts));

@@ -18,6 +18,15 @@ pub enum PatternError {
     Invalid(String),
 }
 
+impl PatternError {
+    /// The explanation alone, without the "invalid regex: " prefix of `Display`.
+    pub fn detail(&self) -> &str {
+        match self {
+            PatternError::GoOnly(m) | PatternError::Invalid(m) => m,
+        }
+    }
+}
+
 /// What the analysis learned about a pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PatternInfo {
@@ -85,9 +94,21 @@ pub fn analyse(pattern: &str) -> Result<PatternInfo, PatternError> {
 /// The pattern is grouped first, so a top-level `a|b` means "a or b at the end".
 pub fn compile_anchored(pattern: &str) -> Result<Regex, PatternError> {
     check_go_syntax(pattern)?;
+    // The error shows our `(?:...)\z` wrapper; it is still clear about what is wrong.
     builder(&format!("(?:{pattern})\\z"))
         .build()
-        .map_err(|e| PatternError::Invalid(strip_wrapper(&e.to_string(), pattern)))
+        .map_err(|e| PatternError::Invalid(e.to_string().trim().to_string()))
+}
+
+/// Compiles a plain, unanchored regex in the engine's dialect (Go-only syntax rejected,
+/// octal escapes as in Go, the engine's size limit): for regexes that are not rules,
+/// such as the filelog plugin's `timestamp` and `message`, so every regex of a config
+/// means the same thing and fails the same way.
+pub(crate) fn compile_plain(pattern: &str) -> Result<Regex, PatternError> {
+    check_go_syntax(pattern)?;
+    builder(pattern)
+        .build()
+        .map_err(|e| PatternError::Invalid(e.to_string().trim().to_string()))
 }
 
 /// Compiles the fast-path set of end-anchored patterns, as `regex::RegexSet` would
@@ -180,11 +201,6 @@ fn strip_leading_star(hir: Hir) -> Hir {
     hir
 }
 
-fn strip_wrapper(msg: &str, _pattern: &str) -> String {
-    // The error shows our `(?:...)\z` wrapper; it is still clear about what is wrong.
-    msg.trim().to_string()
-}
-
 /// An unparenthesised `|` at the top of the pattern. Checked on the syntax tree: the
 /// HIR folds `a|b` into a class and loses the distinction.
 fn top_level_alternation(pattern: &str) -> bool {
@@ -270,6 +286,23 @@ mod tests {
         assert!(pre.is_match(b"{3}[Hardware Error]: event severity: fatal"));
         assert!(!pre.is_match(b"usb 1-1: new high-speed USB device"));
         assert!(literal_prefilter(&[r"abc", r"(?i)x"]).is_none());
+    }
+
+    #[test]
+    fn plain_regex_has_the_engine_dialect() {
+        let r = compile_plain(r"x\101(\d+)").unwrap();
+        assert_eq!(r.captures("x A12").map(|c| c[1].to_string()), None);
+        assert_eq!(
+            r.captures("xA12 y").map(|c| c[1].to_string()),
+            Some("12".into())
+        );
+        // Unanchored: matches anywhere.
+        assert!(compile_plain("b").unwrap().is_match("abc"));
+        let e = compile_plain(r"\Qa.b\E").unwrap_err();
+        assert!(matches!(e, PatternError::GoOnly(_)), "{e}");
+        let e = compile_plain("(").unwrap_err();
+        assert!(e.to_string().starts_with("invalid regex: "), "{e}");
+        assert!(!e.detail().starts_with("invalid regex"), "{e}");
     }
 
     #[test]

@@ -109,13 +109,16 @@ fn gauge_follows_restored_and_carried_over_conditions() {
     m.init_metrics(&mut pm);
     assert_eq!(pm.gauge("KernelDeadlock", "DockerHung"), Some(false));
     // Restored True from the Node at start: the gauge says so before any line.
-    assert!(m.restore_condition(&Condition {
-        type_: "KernelDeadlock".into(),
-        status: ConditionStatus::True,
-        transition: ts(1),
-        reason: "DockerHung".into(),
-        message: "task docker:1 blocked".into(),
-    }));
+    assert!(m.restore_condition(
+        &Condition {
+            type_: "KernelDeadlock".into(),
+            status: ConditionStatus::True,
+            transition: ts(1),
+            reason: "DockerHung".into(),
+            message: "task docker:1 blocked".into(),
+        },
+        ts(1)
+    ));
     m.init_metrics(&mut pm);
     assert_eq!(pm.gauge("KernelDeadlock", "DockerHung"), Some(true));
     assert_eq!(pm.gauge("KernelDeadlock", "AUFSUmountHung"), Some(false));
@@ -125,6 +128,161 @@ fn gauge_follows_restored_and_carried_over_conditions() {
     new.init_metrics(&mut pm);
     assert_eq!(pm.gauge("KernelDeadlock", "DockerHung"), Some(true));
     assert_eq!(pm.gauge("KernelDeadlock", "AUFSUmountHung"), Some(false));
+}
+
+#[test]
+fn restored_condition_recovers_after_quiet_period_from_the_restore() {
+    const RECOVER: &str = r#"{
+      "plugin": "kmsg", "source": "nic",
+      "conditions": [{"type": "NicLinkDown", "reason": "NicLinkUp", "message": "up", "recoverAfter": "10m"}],
+      "rules": [{"type": "permanent", "condition": "NicLinkDown", "reason": "NicLinkDown", "pattern": "Link is Down"}]
+    }"#;
+    let mut m = monitor(RECOVER, MatchStrategy::Fast);
+    let mut pm = ProblemMetrics::default();
+    m.init_metrics(&mut pm);
+    // Set True on the Node an hour before this restart; restored at ts(3600).
+    assert!(m.restore_condition(
+        &Condition {
+            type_: "NicLinkDown".into(),
+            status: ConditionStatus::True,
+            transition: ts(0),
+            reason: "NicLinkDown".into(),
+            message: "eth0: Link is Down".into(),
+        },
+        ts(3600),
+    ));
+    assert_eq!(m.next_deadline(), Some(ts(3600 + 600)));
+    // The first tick after the restore does not recover it: the quiet period has not
+    // passed since the restore.
+    assert!(m.tick(ts(3601), &mut pm).is_empty());
+    assert_eq!(m.conditions()[0].status, ConditionStatus::True);
+    let out = m.tick(ts(3600 + 600), &mut pm);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].conditions[0].status, ConditionStatus::False);
+    assert_eq!(out[0].conditions[0].transition, ts(3600 + 600));
+}
+
+#[test]
+fn reload_with_changed_default_updates_a_condition_at_its_default() {
+    let cfg = |reason: &str, message: &str| {
+        format!(
+            r#"{{
+          "plugin": "kmsg", "source": "k",
+          "conditions": [
+            {{"type": "A", "reason": "{reason}", "message": "{message}"}},
+            {{"type": "B", "reason": "{reason}", "message": "{message}"}},
+            {{"type": "C", "reason": "{reason}", "message": "{message}"}}
+          ],
+          "rules": [
+            {{"type": "permanent", "condition": "B", "reason": "BBad", "pattern": "b bad"}},
+            {{"type": "permanent", "condition": "C", "reason": "CBad", "pattern": "c bad"}},
+            {{"type": "recovery", "condition": "C", "reason": "CBack", "pattern": "c back"}}
+          ]
+        }}"#
+        )
+    };
+    let mut old = monitor(&cfg("OldOk", "old message"), MatchStrategy::Fast);
+    let _ = feed(&mut old, &[(1, "b bad"), (2, "c bad"), (3, "c back")]);
+    let mut new = monitor(&cfg("NewOk", "new message"), MatchStrategy::Fast);
+    new.adopt_state(&old);
+    let c = new.conditions();
+    // A was at the old default: it takes the new default, keeps status and transition.
+    assert_eq!(
+        (c[0].status, c[0].reason.as_str(), c[0].message.as_str()),
+        (ConditionStatus::False, "NewOk", "new message")
+    );
+    assert_eq!(c[0].transition, old.conditions()[0].transition);
+    // B is True: carried over as it is.
+    assert_eq!(c[1], old.conditions()[1]);
+    assert_eq!(c[1].reason, "BBad");
+    // C is False with a recovery rule's reason, not the default: carried over too.
+    assert_eq!(c[2], old.conditions()[2]);
+    assert_eq!(c[2].reason, "CBack");
+}
+
+#[test]
+fn true_condition_with_an_undeclared_reason_gets_no_gauge() {
+    // A condition restored True with a reason no rule of this config has (the rule was
+    // renamed or dropped since): no series for it, so a reload that removed the dropped
+    // rule's series does not see it come back; the rules' series are at 0.
+    let mut m = monitor(KERNEL, MatchStrategy::Fast);
+    assert!(m.restore_condition(
+        &Condition {
+            type_: "KernelDeadlock".into(),
+            status: ConditionStatus::True,
+            transition: ts(1),
+            reason: "LegacyHung".into(),
+            message: "old".into(),
+        },
+        ts(2),
+    ));
+    let mut pm = ProblemMetrics::default();
+    m.init_metrics(&mut pm);
+    assert_eq!(pm.gauge("KernelDeadlock", "LegacyHung"), None);
+    assert_eq!(pm.gauge("KernelDeadlock", "DockerHung"), Some(false));
+    assert_eq!(pm.counter("OOMKilling"), Some(0));
+    assert_eq!(pm.counter("DockerHung"), Some(0));
+    assert!(
+        !parse_monitor_config(Path::new("t.json"), KERNEL)
+            .unwrap()
+            .config
+            .gauge_series()
+            .contains(&("KernelDeadlock", "LegacyHung"))
+    );
+}
+
+#[test]
+fn gauge_series_lists_every_series_the_monitor_may_set() {
+    const ALL: &str = r#"{
+      "plugin": "kmsg", "source": "nic",
+      "conditions": [
+        {"type": "NicLinkDown", "reason": "NicLinkUp", "message": "up", "recoverAfter": "1h"},
+        {"type": "Quiet", "reason": "QuietOk", "message": "no rules"}
+      ],
+      "rules": [
+        {"type": "temporary", "reason": "Flap", "pattern": "flap"},
+        {"type": "permanent", "condition": "NicLinkDown", "reason": "NicLinkDown", "pattern": "Link is Down"},
+        {"type": "recovery", "condition": "NicLinkDown", "reason": "NicLinkBack", "pattern": "Link is Up"}
+      ]
+    }"#;
+    let cfg = parse_monitor_config(Path::new("t.json"), ALL)
+        .unwrap()
+        .config;
+    let expected = vec![
+        ("NicLinkDown", "NicLinkBack"),
+        ("NicLinkDown", "NicLinkDown"),
+        ("NicLinkDown", "NicLinkUp"),
+        ("Quiet", "QuietOk"),
+    ];
+    assert_eq!(cfg.gauge_series(), expected);
+    let mut m = Monitor::new(&cfg, ts(0)).unwrap();
+    // Every series the monitor sets while it runs is listed: match, recovery rule,
+    // recoverAfter.
+    let mut pm = ProblemMetrics::default();
+    m.init_metrics(&mut pm);
+    for (t, l) in [(1, "Link is Down"), (2, "Link is Up"), (3, "Link is Down")] {
+        m.process(&LogLine::new(ts(t), l), &mut pm);
+    }
+    m.tick(ts(3 + 3600), &mut pm);
+    let set: Vec<(&str, &str)> = pm.gauges().map(|(t, r, _)| (t, r)).collect();
+    assert_eq!(
+        set,
+        vec![
+            ("NicLinkDown", "NicLinkBack"),
+            ("NicLinkDown", "NicLinkDown"),
+            ("NicLinkDown", "NicLinkUp"),
+        ]
+    );
+    assert!(set.iter().all(|s| expected.contains(s)));
+    // metricsReporting off: the monitor sets nothing, so it owns nothing.
+    let off = ALL.replace(
+        r#""source": "nic","#,
+        r#""source": "nic", "metricsReporting": false,"#,
+    );
+    let cfg = parse_monitor_config(Path::new("t.json"), &off)
+        .unwrap()
+        .config;
+    assert!(cfg.gauge_series().is_empty());
 }
 
 #[test]

@@ -118,11 +118,12 @@ impl Translator {
         };
         let regex = |key: &'static str| -> Result<Regex, FilelogError> {
             let value = get(key)?;
-            Regex::new(value).map_err(|e| FilelogError::Regex {
+            // The rules' dialect (octal escapes, Go-only syntax rejected), as the loader.
+            crate::engine::pattern::compile_plain(value).map_err(|e| FilelogError::Regex {
                 path: path.clone(),
                 key,
                 value: value.clone(),
-                message: e.to_string(),
+                message: e.detail().to_string(),
             })
         };
         let timestamp = GroupExtractor::new(regex("timestamp")?);
@@ -265,8 +266,10 @@ impl GroupExtractor {
         if let Some(prefix) = p.strip_suffix("(.*)")
             && plain_flags
             && !prefix.ends_with('\\')
-            && !crate::engine::pattern::analyse(prefix).is_ok_and(|a| a.top_level_alternation)
-            && let Ok(prefix_re) = regex_automata::meta::Regex::new(prefix)
+            && crate::engine::pattern::analyse(prefix).is_ok_and(|a| !a.top_level_alternation)
+            && let Ok(prefix_re) = regex_automata::meta::Builder::new()
+                .syntax(regex_automata::util::syntax::Config::new().octal(true))
+                .build(prefix)
         {
             return GroupExtractor::RestAfter {
                 original: re,
@@ -933,14 +936,16 @@ mod tests {
 
     #[test]
     fn config_errors_name_file_and_key() {
-        let c = config(
-            r#"{"timestamp": "^.{15}", "message": "(.*)", "timestampFormat": "Jan 002 15:04"}"#,
+        // The loader rejects a bad layout too (config.rs); the source checks on its own.
+        let mut c = config(
+            r#"{"timestamp": "^.{15}", "message": "(.*)", "timestampFormat": "Jan _2 15:04:05"}"#,
         );
+        c.plugin_config
+            .insert("timestampFormat".into(), "Jan 002 15:04".into());
         let e = FilelogSource::new(&c).unwrap_err().to_string();
         assert!(e.contains("/etc/npd/k.json"), "{e}");
         assert!(e.contains("pluginConfig.timestampFormat"), "{e}");
         assert!(e.contains("\"002\""), "{e}");
-        let mut c = c;
         c.plugin_config
             .insert("timestampFormat".into(), "Jan _2 15:04:05".into());
         c.plugin_config.insert("message".into(), "(".into());
