@@ -272,10 +272,15 @@ async fn heartbeat_resends_conditions_with_jitter() {
             p[0].body.as_ref().unwrap()["status"]["conditions"][0]["lastTransitionTime"]
         );
     }
-    // Jitter: the gaps are not all the same (+-25% of 400 ms).
-    let min = gaps.iter().min().unwrap();
-    let max = gaps.iter().max().unwrap();
-    assert!(*max - *min > Duration::from_millis(5), "gaps {gaps:?}");
+    // Every gap is a jittered heartbeat period: 400 ms +-25% = 300..500 ms, plus the
+    // request's latency and scheduling noise on the upper side. (That the gaps differ is
+    // proven by the unit test of the jitter, where scheduling noise cannot help.)
+    for g in &gaps {
+        assert!(
+            *g >= Duration::from_millis(295) && *g <= Duration::from_millis(650),
+            "gaps {gaps:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -445,7 +450,8 @@ async fn event_budget_allows_25_per_source_then_drops_and_counts() {
 async fn similar_events_are_combined_until_the_run_ends() {
     let s = server().await;
     let tuning = KubeTuning {
-        similar_events_window: Duration::from_millis(500),
+        // Long enough to cover the 12 writes below even on a slow machine.
+        similar_events_window: Duration::from_secs(2),
         ..fast()
     };
     let (exp, _) = KubeExporter::start_with_tuning(opts(&s), owned(), tuning)
@@ -482,7 +488,7 @@ async fn similar_events_are_combined_until_the_run_ends() {
         .collect();
     assert_eq!(counts.iter().sum::<u64>(), 13, "{counts:?}");
     // The run ends after the window: new messages are events of their own again.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
     send(100);
     wait_for("14 written", Duration::from_secs(10), || {
         exp.stats().events_sent.load(Ordering::Relaxed) == 14

@@ -753,6 +753,13 @@ impl Api {
     }
 }
 
+/// `period` with a uniformly random relative jitter of +-`jitter` (clamped to 0..=0.5).
+fn jittered(period: Duration, jitter: f64) -> Duration {
+    let p = period.as_secs_f64();
+    let j = jitter.clamp(0.0, 0.5);
+    Duration::from_secs_f64((p * (1.0 + j * (2.0 * fastrand::f64() - 1.0))).max(0.001))
+}
+
 /// (source, reason, message, type): what makes two events identical. The message is
 /// `None` for the one combined event of a run of similar events.
 type EventKey = (String, String, Option<String>, &'static str);
@@ -866,9 +873,10 @@ impl Worker {
     }
 
     fn jittered_heartbeat(&self) -> Duration {
-        let p = self.inner.opts.heartbeat_period.as_secs_f64();
-        let j = self.inner.tuning.heartbeat_jitter.clamp(0.0, 0.5);
-        Duration::from_secs_f64((p * (1.0 + j * (2.0 * fastrand::f64() - 1.0))).max(0.001))
+        jittered(
+            self.inner.opts.heartbeat_period,
+            self.inner.tuning.heartbeat_jitter,
+        )
     }
 
     /// When the condition loop wants to run next.
@@ -1188,6 +1196,29 @@ mod tests {
             w > Duration::from_millis(400) && w <= Duration::from_millis(500),
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn heartbeat_jitter_stays_in_range_and_spreads() {
+        let period = Duration::from_millis(400);
+        let samples: Vec<Duration> = (0..1000).map(|_| jittered(period, 0.25)).collect();
+        let min = samples.iter().min().copied().unwrap_or_default();
+        let max = samples.iter().max().copied().unwrap_or_default();
+        // +-25% of 400 ms: 300..=500 ms.
+        assert!(min >= Duration::from_millis(300), "min {min:?}");
+        assert!(max <= Duration::from_millis(500), "max {max:?}");
+        // Uniform over 200 ms: 1000 samples span nearly all of it (a spread under 150 ms
+        // has a probability of about 1e-120); without jitter the spread is 0.
+        assert!(max - min > Duration::from_millis(150), "{min:?}..{max:?}");
+        // Both halves are used (not a one-sided jitter).
+        assert!(samples.iter().any(|d| *d < Duration::from_millis(350)));
+        assert!(samples.iter().any(|d| *d > Duration::from_millis(450)));
+        // No jitter: exactly the period. Jitter beyond 50% is capped at 50%.
+        assert_eq!(jittered(period, 0.0), period);
+        for _ in 0..1000 {
+            let d = jittered(period, 3.0);
+            assert!(d >= Duration::from_millis(200) && d <= Duration::from_millis(600));
+        }
     }
 
     #[test]
