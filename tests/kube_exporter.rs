@@ -357,7 +357,8 @@ async fn identical_event_repeat_patches_count() {
     let b = posts[0].body.clone().unwrap();
     assert_eq!(
         b["involvedObject"],
-        json!({"apiVersion": "v1", "kind": "Node", "name": NODE, "uid": uid})
+        json!({"apiVersion": "v1", "kind": "Node", "name": NODE, "uid": uid,
+               "namespace": "npd-events"})
     );
     assert_eq!(
         b["source"],
@@ -709,6 +710,10 @@ async fn shutdown_flushes_pending_changes() {
         "True"
     );
     assert_eq!(s.events().len(), 1);
+    // The default event namespace: the Node reference has no namespace, as upstream's.
+    let ev = &s.events()[0];
+    assert_eq!(ev["metadata"]["namespace"], "default");
+    assert!(ev["involvedObject"].get("namespace").is_none(), "{ev}");
 }
 
 #[tokio::test]

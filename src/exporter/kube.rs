@@ -1152,11 +1152,20 @@ impl Worker {
         // client-go names events "<object>.<hex unix nanos>".
         let nanos = Timestamp::now().as_nanosecond();
         let name = format!("{node}.{nanos:x}");
+        let mut involved =
+            json!({"apiVersion": "v1", "kind": "Node", "name": node, "uid": self.uid});
+        // As upstream's getNodeRef: the reference carries --event-namespace as given. The
+        // API server rejects (422) an event whose namespace differs from a non-empty
+        // involvedObject.namespace; an empty one (the default) is allowed only in
+        // "default", and is what `kubectl describe node` searches for.
+        if !self.inner.opts.event_namespace.is_empty() {
+            involved["namespace"] = json!(ns);
+        }
         let body = json!({
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"name": name, "namespace": ns},
-            "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node, "uid": self.uid},
+            "involvedObject": involved,
             "reason": e.reason,
             "message": e.message,
             "source": {"component": e.source, "host": node},
