@@ -284,6 +284,48 @@ async fn heartbeat_resends_conditions_with_jitter() {
 }
 
 #[tokio::test]
+async fn an_outage_longer_than_the_heartbeat_is_retried_at_the_retry_period() {
+    let s = server().await;
+    let mut o = opts(&s);
+    o.heartbeat_period = Duration::from_millis(200);
+    let tuning = KubeTuning {
+        heartbeat_jitter: 0.0,
+        ..fast()
+    };
+    let (exp, _) = KubeExporter::start_with_tuning(o, owned(), tuning)
+        .await
+        .unwrap();
+    exp.report(&status(
+        "m",
+        vec![cond("KernelDeadlock", ConditionStatus::True, "DockerHung")],
+        vec![],
+    ));
+    wait_for("the condition", Duration::from_secs(10), || {
+        s.condition(NODE, "KernelDeadlock").is_some()
+    })
+    .await;
+    // Every status PATCH fails from now on, for much longer than the heartbeat period.
+    s.fail_next(
+        1_000_000,
+        Some("/status"),
+        FaultKind::Status {
+            code: 500,
+            retry_after: None,
+        },
+    );
+    let before = status_patches(&s).len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let attempts = status_patches(&s).len() - before;
+    // The heartbeat that fails, then one retry every 300 ms: about 10 in 3 s, not a
+    // request as fast as the server answers.
+    assert!(
+        (5..=12).contains(&attempts),
+        "{attempts} status PATCHes in 3 s with a 300 ms retry period"
+    );
+    exp.shutdown(Duration::from_millis(500)).await;
+}
+
+#[tokio::test]
 async fn restores_true_conditions_set_during_this_boot_only() {
     let s = server().await;
     let boot = npd::source::boot_time();

@@ -891,14 +891,14 @@ impl Worker {
             .ok()
             .and_then(|s| s.dirty_since)
             .map(|d| d + self.inner.tuning.batch_delay);
-        let retry = self.next_condition_attempt;
-        let due = match (dirty, retry) {
-            // After a failure the retry timer rules, whatever changed since.
-            (_, Some(r)) => Some(r),
-            (Some(d), None) => Some(d),
-            (None, None) => None,
-        };
-        [due, self.next_heartbeat].into_iter().flatten().min()
+        // After a failure the retry timer alone rules: changes since and a heartbeat that
+        // fell due during the outage wait for it (the retry sends the latest state). A
+        // heartbeat time in the past must not win, or an outage longer than the heartbeat
+        // period becomes a request as fast as the server can fail it.
+        if let Some(retry) = self.next_condition_attempt {
+            return Some(retry);
+        }
+        [dirty, self.next_heartbeat].into_iter().flatten().min()
     }
 
     async fn run(mut self, mut stop: oneshot::Receiver<Instant>) {
