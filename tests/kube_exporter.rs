@@ -759,6 +759,46 @@ async fn shutdown_flushes_pending_changes() {
 }
 
 #[tokio::test]
+async fn shutdown_sends_a_change_whose_patch_failed() {
+    let s = server().await;
+    // The retry would come long after the shutdown.
+    let tuning = KubeTuning {
+        retry_period: Duration::from_secs(30),
+        ..fast()
+    };
+    let (exp, _) = KubeExporter::start_with_tuning(opts(&s), owned(), tuning)
+        .await
+        .unwrap();
+    s.fail_next(
+        1,
+        Some("/status"),
+        FaultKind::Status {
+            code: 500,
+            retry_after: None,
+        },
+    );
+    exp.report(&status(
+        "m",
+        vec![cond("KernelDeadlock", ConditionStatus::True, "DockerHung")],
+        vec![],
+    ));
+    let stats = exp.stats();
+    wait_for("the failed PATCH", Duration::from_secs(10), || {
+        stats.api_errors().get(&500) == Some(&1)
+    })
+    .await;
+    assert!(s.condition(NODE, "KernelDeadlock").is_none());
+    let t0 = Instant::now();
+    exp.shutdown(Duration::from_secs(2)).await;
+    assert!(t0.elapsed() < Duration::from_millis(2500));
+    assert_eq!(
+        s.condition(NODE, "KernelDeadlock").unwrap()["status"],
+        "True"
+    );
+    assert_eq!(status_patches(&s).len(), 2);
+}
+
+#[tokio::test]
 async fn start_waits_for_the_node_then_times_out_clearly() {
     let s = ApiServer::start().await;
     let mut o = opts(&s);

@@ -484,6 +484,7 @@ impl KubeExporter {
             next_condition_attempt: None,
             next_heartbeat: None,
             next_event_attempt: None,
+            conditions_unsent: false,
         };
         let handle = tokio::spawn(worker.run(stop_rx));
         Ok((
@@ -855,6 +856,10 @@ struct Worker {
     next_condition_attempt: Option<Instant>,
     next_heartbeat: Option<Instant>,
     next_event_attempt: Option<Instant>,
+    /// The condition state taken for a PATCH has not reached the API server yet (the
+    /// PATCH failed or is under way): `dirty_since` is cleared when the state is taken, so
+    /// this is what tells the shutdown flush that a change is still unsent.
+    conditions_unsent: bool,
 }
 
 enum ConditionOutcome {
@@ -955,7 +960,8 @@ impl Worker {
         self.flush(stop_at).await;
     }
 
-    /// Shutdown: pending condition changes first, then queued events while time allows.
+    /// Shutdown: unsent condition changes first (new ones and ones whose PATCH failed),
+    /// then queued events while time allows.
     async fn flush(&mut self, deadline: Instant) {
         let dirty = self
             .inner
@@ -963,7 +969,7 @@ impl Worker {
             .lock()
             .ok()
             .is_some_and(|s| s.dirty_since.is_some());
-        if dirty && self.inner.opts.update_node_conditions {
+        if (dirty || self.conditions_unsent) && self.inner.opts.update_node_conditions {
             let _ = tokio::time::timeout_at(deadline, self.sync_conditions()).await;
         }
         self.next_event_attempt = None;
@@ -1003,8 +1009,10 @@ impl Worker {
         if conds.is_empty() && deletes.is_empty() {
             self.next_condition_attempt = None;
             self.next_heartbeat = None;
+            self.conditions_unsent = false;
             return ConditionOutcome::NothingToSend;
         }
+        self.conditions_unsent = true;
         let now = k8s_time(Timestamp::now());
         let mut list: Vec<Value> = conds
             .iter()
@@ -1050,6 +1058,7 @@ impl Worker {
                 }
                 self.next_condition_attempt = None;
                 self.next_heartbeat = Some(Instant::now() + self.jittered_heartbeat());
+                self.conditions_unsent = false;
                 ConditionOutcome::Sent
             }
             Err(f) => {
