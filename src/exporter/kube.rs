@@ -478,7 +478,7 @@ impl KubeExporter {
             api,
             uid,
             events_rx,
-            pending: VecDeque::new(),
+            pending: None,
             recent: EventCache::default(),
             similar: SimilarEvents::default(),
             next_condition_attempt: None,
@@ -849,8 +849,9 @@ struct Worker {
     api: Api,
     uid: String,
     events_rx: mpsc::Receiver<QueuedEvent>,
-    /// Events taken from the queue awaiting a retry (bounded: at most a handful).
-    pending: VecDeque<QueuedEvent>,
+    /// The event taken from the queue that awaits its (first or next) attempt; the others
+    /// wait in the bounded queue.
+    pending: Option<QueuedEvent>,
     recent: EventCache,
     similar: SimilarEvents,
     next_condition_attempt: Option<Instant>,
@@ -860,12 +861,6 @@ struct Worker {
     /// PATCH failed or is under way): `dirty_since` is cleared when the state is taken, so
     /// this is what tells the shutdown flush that a change is still unsent.
     conditions_unsent: bool,
-}
-
-enum ConditionOutcome {
-    Sent,
-    NothingToSend,
-    Failed,
 }
 
 impl Worker {
@@ -920,12 +915,12 @@ impl Worker {
                 self.next_event_attempt = None;
             }
             if self.next_event_attempt.is_none() {
-                if self.pending.is_empty()
+                if self.pending.is_none()
                     && let Ok(e) = self.events_rx.try_recv()
                 {
-                    self.pending.push_back(e);
+                    self.pending = Some(e);
                 }
-                if let Some(e) = self.pending.pop_front() {
+                if let Some(e) = self.pending.take() {
                     self.write_event(e).await;
                     continue;
                 }
@@ -941,7 +936,7 @@ impl Worker {
                 }
             };
             let recv = async {
-                if events_open && self.pending.is_empty() && self.next_event_attempt.is_none() {
+                if events_open && self.pending.is_none() && self.next_event_attempt.is_none() {
                     self.events_rx.recv().await
                 } else {
                     std::future::pending().await
@@ -952,7 +947,7 @@ impl Worker {
                 _ = self.inner.wake.notified() => {}
                 _ = sleep => {}
                 e = recv => match e {
-                    Some(e) => self.pending.push_back(e),
+                    Some(e) => self.pending = Some(e),
                     None => events_open = false,
                 },
             }
@@ -975,7 +970,7 @@ impl Worker {
         self.next_event_attempt = None;
         self.api.blocked_until = None;
         while Instant::now() < deadline {
-            let e = match self.pending.pop_front() {
+            let e = match self.pending.take() {
                 Some(e) => e,
                 None => match self.events_rx.try_recv() {
                     Ok(e) => e,
@@ -994,12 +989,12 @@ impl Worker {
         }
     }
 
-    async fn sync_conditions(&mut self) -> ConditionOutcome {
+    async fn sync_conditions(&mut self) {
         let (conds, deletes) = {
             let Ok(mut sh) = self.inner.shared.lock() else {
                 // Poisoned (cannot happen: nothing panics while holding it); don't spin.
                 self.next_condition_attempt = Some(Instant::now() + self.inner.tuning.retry_period);
-                return ConditionOutcome::Failed;
+                return;
             };
             sh.dirty_since = None;
             let conds: Vec<Condition> = sh.latest.values().cloned().collect();
@@ -1010,7 +1005,7 @@ impl Worker {
             self.next_condition_attempt = None;
             self.next_heartbeat = None;
             self.conditions_unsent = false;
-            return ConditionOutcome::NothingToSend;
+            return;
         }
         self.conditions_unsent = true;
         let now = k8s_time(Timestamp::now());
@@ -1043,7 +1038,7 @@ impl Worker {
         )
         .body(body.to_string().into_bytes());
         let Ok(req) = req else {
-            return ConditionOutcome::Failed;
+            return;
         };
         match self.api.send(req, "patch node status").await {
             Ok(_) => {
@@ -1059,14 +1054,12 @@ impl Worker {
                 self.next_condition_attempt = None;
                 self.next_heartbeat = Some(Instant::now() + self.jittered_heartbeat());
                 self.conditions_unsent = false;
-                ConditionOutcome::Sent
             }
             Err(f) => {
                 let wait = f.retry_after.map_or(self.inner.tuning.retry_period, |ra| {
                     ra.max(self.inner.tuning.retry_period)
                 });
                 self.next_condition_attempt = Some(Instant::now() + wait);
-                ConditionOutcome::Failed
             }
         }
     }
@@ -1137,7 +1130,7 @@ impl Worker {
                     // (full queue = drops counted), so memory stays bounded.
                     let wait = f.retry_after.unwrap_or(self.inner.tuning.retry_period);
                     self.next_event_attempt = Some(Instant::now() + wait);
-                    self.pending.push_front(e);
+                    self.pending = Some(e);
                 } else {
                     self.next_event_attempt =
                         transient.then(|| Instant::now() + self.inner.tuning.retry_period);
