@@ -612,6 +612,49 @@ async fn retry_after_of_a_429_is_honoured() {
 }
 
 #[tokio::test]
+async fn a_long_retry_after_does_not_keep_shutdown_from_flushing() {
+    let s = server().await;
+    let (exp, _) = KubeExporter::start_with_tuning(opts(&s), owned(), fast())
+        .await
+        .unwrap();
+    s.fail_next(
+        1,
+        Some("/events"),
+        FaultKind::Status {
+            code: 429,
+            retry_after: Some(60),
+        },
+    );
+    exp.report(&status("m", vec![], vec![event("OOMKilling", "held back")]));
+    let stats = exp.stats();
+    wait_for("the 429", Duration::from_secs(10), || {
+        stats.api_errors().get(&429) == Some(&1)
+    })
+    .await;
+    exp.report(&status(
+        "m",
+        vec![cond("KernelDeadlock", ConditionStatus::True, "DockerHung")],
+        vec![],
+    ));
+    // Past the batch delay: the Retry-After holds the condition PATCH back too.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(status_patches(&s).is_empty());
+    let t0 = Instant::now();
+    exp.shutdown(Duration::from_secs(2)).await;
+    assert!(
+        t0.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t0.elapsed()
+    );
+    // The flush does not wait out the minute: the condition and the event get through.
+    assert_eq!(
+        s.condition(NODE, "KernelDeadlock").unwrap()["status"],
+        "True"
+    );
+    assert_eq!(s.events().len(), 1);
+}
+
+#[tokio::test]
 async fn client_side_rate_limit_honours_qps_and_burst() {
     let s = server().await;
     let mut o = opts(&s);

@@ -292,6 +292,20 @@ impl TokenBucket {
         }
     }
 
+    /// How long until a token is available, without taking it.
+    fn wait(&self, now: Instant) -> Duration {
+        if self.qps <= 0.0 || !self.qps.is_finite() {
+            return Duration::ZERO;
+        }
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        let tokens = (self.tokens + elapsed * self.qps).min(self.burst);
+        if tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - tokens) / self.qps)
+        }
+    }
+
     /// Takes a token, returning how long the caller must wait first.
     fn take(&mut self, now: Instant) -> Duration {
         if self.qps <= 0.0 || !self.qps.is_finite() {
@@ -439,7 +453,11 @@ impl KubeExporter {
                 },
                 Err(e) => e.to_string(),
             };
-            if Instant::now() + opts.wait_interval > deadline {
+            // The next attempt after the wait interval, or later if the rate limit or a
+            // Retry-After says so.
+            let now = Instant::now();
+            let next = (now + opts.wait_interval).max(api.ready_at(now, true));
+            if next > deadline {
                 return Err(KubeError::WaitTimeout {
                     node: opts.node_name.clone(),
                     timeout: opts.wait_timeout,
@@ -447,7 +465,7 @@ impl KubeExporter {
                 });
             }
             tracing::info!("waiting for the API server: {err}");
-            tokio::time::sleep(opts.wait_interval).await;
+            tokio::time::sleep_until(next).await;
         };
         let uid = node.metadata.uid.clone().unwrap_or_default();
         let owned: BTreeSet<String> = owned_condition_types.into_iter().collect();
@@ -669,25 +687,33 @@ struct Api {
     limiter: TokenBucket,
     stats: Arc<KubeStats>,
     timeout: Duration,
-    /// Set by a 429/503 with Retry-After: no request before then.
+    /// Set by a 429/503 with Retry-After: no request before then (see [`Api::ready_at`]).
     blocked_until: Option<Instant>,
     log: LogLimiter,
 }
 
 impl Api {
-    /// Sends one request through the rate limit; returns the body of a 2xx answer.
+    /// The earliest time the next request may go: when the client-side rate limit has a
+    /// token and (with `honour_retry_after`) a Retry-After pause is over. Callers wait for
+    /// it before [`Api::send`], each where it can also watch what else matters (the
+    /// worker's stop signal).
+    fn ready_at(&self, now: Instant, honour_retry_after: bool) -> Instant {
+        let limit = now + self.limiter.wait(now);
+        match self.blocked_until {
+            Some(b) if honour_retry_after => limit.max(b),
+            _ => limit,
+        }
+    }
+
+    /// Sends one request, taking a rate-limit token; returns the body of a 2xx answer.
+    /// Never sleeps: a caller that did not wait for [`Api::ready_at`] runs the token
+    /// bucket into debt, which later requests wait out.
     async fn send(
         &mut self,
         req: hyper::Request<Vec<u8>>,
         what: &str,
     ) -> Result<Vec<u8>, ApiFailure> {
-        if let Some(until) = self.blocked_until.take() {
-            tokio::time::sleep_until(until).await;
-        }
-        let wait = self.limiter.take(Instant::now());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
+        let _ = self.limiter.take(Instant::now());
         let result = tokio::time::timeout(self.timeout, async {
             let res = self
                 .client
@@ -739,6 +765,7 @@ impl Api {
         });
         match &result {
             Ok(_) => {
+                self.blocked_until = None;
                 self.stats.record_success();
                 self.log.success();
             }
@@ -905,30 +932,41 @@ impl Worker {
         let mut events_open = true;
         let stop_at = loop {
             let now = Instant::now();
-            if self.condition_due().is_some_and(|d| d <= now) {
-                self.sync_conditions().await;
-                continue;
-            }
             // A retry pause that has passed is over (keeping it would make the sleep
             // below return at once, a busy loop).
             if self.next_event_attempt.is_some_and(|t| t <= now) {
                 self.next_event_attempt = None;
             }
-            if self.next_event_attempt.is_none() {
-                if self.pending.is_none()
-                    && let Ok(e) = self.events_rx.try_recv()
-                {
-                    self.pending = Some(e);
+            if self.next_event_attempt.is_none()
+                && self.pending.is_none()
+                && let Ok(e) = self.events_rx.try_recv()
+            {
+                self.pending = Some(e);
+            }
+            let condition_due = self.condition_due();
+            let event_due = self
+                .next_event_attempt
+                .or_else(|| self.pending.as_ref().map(|_| now));
+            // No request before the rate limit and a Retry-After allow it. Api::send never
+            // waits itself: waiting happens here, where `stop` is always watched.
+            let ready = self.api.ready_at(now, true);
+            if ready <= now {
+                if condition_due.is_some_and(|d| d <= now) {
+                    self.sync_conditions().await;
+                    continue;
                 }
-                if let Some(e) = self.pending.take() {
+                if event_due.is_some_and(|d| d <= now)
+                    && let Some(e) = self.pending.take()
+                {
                     self.write_event(e).await;
                     continue;
                 }
             }
-            let next = [self.condition_due(), self.next_event_attempt]
+            let next = [condition_due, event_due]
                 .into_iter()
                 .flatten()
-                .min();
+                .min()
+                .map(|t| t.max(ready));
             let sleep = async {
                 match next {
                     Some(t) => tokio::time::sleep_until(t).await,
@@ -956,7 +994,9 @@ impl Worker {
     }
 
     /// Shutdown: unsent condition changes first (new ones and ones whose PATCH failed),
-    /// then queued events while time allows.
+    /// then queued events while time allows. Retry pauses and Retry-After are not waited
+    /// out (the deadline bounds what the flush may cost the API server); the client-side
+    /// rate limit still is.
     async fn flush(&mut self, deadline: Instant) {
         let dirty = self
             .inner
@@ -965,10 +1005,13 @@ impl Worker {
             .ok()
             .is_some_and(|s| s.dirty_since.is_some());
         if (dirty || self.conditions_unsent) && self.inner.opts.update_node_conditions {
-            let _ = tokio::time::timeout_at(deadline, self.sync_conditions()).await;
+            let _ = tokio::time::timeout_at(deadline, async {
+                tokio::time::sleep_until(self.api.ready_at(Instant::now(), false)).await;
+                self.sync_conditions().await;
+            })
+            .await;
         }
         self.next_event_attempt = None;
-        self.api.blocked_until = None;
         while Instant::now() < deadline {
             let e = match self.pending.take() {
                 Some(e) => e,
@@ -977,10 +1020,12 @@ impl Worker {
                     Err(_) => break,
                 },
             };
-            if tokio::time::timeout_at(deadline, self.write_event(e))
-                .await
-                .is_err()
-            {
+            let written = tokio::time::timeout_at(deadline, async {
+                tokio::time::sleep_until(self.api.ready_at(Instant::now(), false)).await;
+                self.write_event(e).await;
+            })
+            .await;
+            if written.is_err() {
                 break;
             }
             if self.next_event_attempt.is_some() {
@@ -1200,9 +1245,14 @@ mod tests {
         let mut b = TokenBucket::new(2.0, 3);
         let t0 = Instant::now();
         for _ in 0..3 {
+            assert_eq!(b.wait(t0), Duration::ZERO);
             assert_eq!(b.take(t0), Duration::ZERO);
         }
+        // `wait` tells what `take` will say, without taking.
+        let peek = b.wait(t0);
+        assert_eq!(b.wait(t0), peek);
         let w = b.take(t0);
+        assert_eq!(w, peek);
         assert!(
             w > Duration::from_millis(400) && w <= Duration::from_millis(500),
             "{w:?}"
