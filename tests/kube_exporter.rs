@@ -443,6 +443,96 @@ async fn identical_event_repeat_patches_count() {
 }
 
 #[tokio::test]
+async fn a_repeat_of_an_expired_event_creates_it_anew_without_an_error() {
+    let s = server().await;
+    let (exp, _) = KubeExporter::start_with_tuning(opts(&s), owned(), fast())
+        .await
+        .unwrap();
+    let oom = || {
+        status(
+            "kernel-monitor",
+            vec![],
+            vec![event("OOMKilling", "Killed process 1")],
+        )
+    };
+    exp.report(&oom());
+    wait_for("event created", Duration::from_secs(10), || {
+        s.events().len() == 1
+    })
+    .await;
+    s.expire_events();
+    exp.report(&oom());
+    let stats = exp.stats();
+    wait_for("the repeat written", Duration::from_secs(10), || {
+        stats.events_sent.load(Ordering::Relaxed) == 2
+    })
+    .await;
+    // The PATCH of the expired object got its 404, then the event was created anew.
+    assert_eq!(s.requests_matching("PATCH", "/events/").len(), 1);
+    assert_eq!(s.requests_matching("POST", "/events").len(), 2);
+    assert_eq!(s.events().len(), 1);
+    assert_eq!(s.events()[0]["count"], 1);
+    // An expected outcome, not an API error, and no failure streak.
+    assert!(stats.api_errors().is_empty(), "{:?}", stats.api_errors());
+    assert_eq!(stats.first_failure_unix_ms.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.events_failed.load(Ordering::Relaxed), 0);
+    exp.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn refusals_are_api_errors_but_not_an_unreachable_api_server() {
+    let s = server().await;
+    let (exp, _) = KubeExporter::start_with_tuning(opts(&s), owned(), fast())
+        .await
+        .unwrap();
+    s.fail_next(
+        1,
+        Some("/events"),
+        FaultKind::Status {
+            code: 403,
+            retry_after: None,
+        },
+    );
+    s.fail_next(
+        1,
+        Some("/events"),
+        FaultKind::Status {
+            code: 422,
+            retry_after: None,
+        },
+    );
+    exp.report(&status("m", vec![], vec![event("A", "forbidden")]));
+    exp.report(&status("m", vec![], vec![event("B", "invalid")]));
+    let stats = exp.stats();
+    wait_for("both refused", Duration::from_secs(10), || {
+        stats.events_failed.load(Ordering::Relaxed) == 2
+    })
+    .await;
+    let errors = stats.api_errors();
+    assert_eq!(errors.get(&403), Some(&1), "{errors:?}");
+    assert_eq!(errors.get(&422), Some(&1), "{errors:?}");
+    // The API server answered: /healthz must not count it as unreachable.
+    assert_eq!(stats.first_failure_unix_ms.load(Ordering::Relaxed), 0);
+    assert!(!stats.unreachable_longer_than(Duration::ZERO));
+    // A 503 does start the streak.
+    s.fail_next(
+        1,
+        Some("/events"),
+        FaultKind::Status {
+            code: 503,
+            retry_after: None,
+        },
+    );
+    exp.report(&status("m", vec![], vec![event("C", "unavailable")]));
+    wait_for("the 503", Duration::from_secs(10), || {
+        stats.api_errors().get(&503) == Some(&1)
+    })
+    .await;
+    assert!(stats.first_failure_unix_ms.load(Ordering::Relaxed) > 0);
+    exp.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
 async fn event_budget_allows_25_per_source_then_drops_and_counts() {
     let s = server().await;
     let (exp, _) = KubeExporter::start_with_tuning(opts(&s), owned(), fast())

@@ -139,7 +139,10 @@ pub struct KubeStats {
     pub api_errors: Mutex<BTreeMap<u16, u64>>,
     /// Unix milliseconds of the last successful request (0: never).
     pub last_success_unix_ms: AtomicI64,
-    /// Unix milliseconds of the first failure of the current failure streak (0: none).
+    /// Unix milliseconds of the first failure of the current streak of the API server
+    /// being unreachable or unavailable (no connection or answer, 429, 5xx); 0: none. Any
+    /// other answer ends the streak: a refusal (403, 422, ...) is an API error but proves
+    /// the server reachable.
     pub first_failure_unix_ms: AtomicI64,
 }
 
@@ -174,13 +177,29 @@ impl KubeStats {
         if let Ok(mut m) = self.api_errors.lock() {
             *m.entry(code).or_insert(0) += 1;
         }
-        let _ = self.first_failure_unix_ms.compare_exchange(
-            0,
-            unix_ms(Timestamp::now()),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        self.record_reachability(code);
     }
+
+    /// Starts (or extends) the unreachable streak on an unavailability; ends it on any
+    /// other answer.
+    fn record_reachability(&self, code: u16) {
+        if unavailable(code) {
+            let _ = self.first_failure_unix_ms.compare_exchange(
+                0,
+                unix_ms(Timestamp::now()),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        } else {
+            self.first_failure_unix_ms.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A failure that says the API server is unreachable or unavailable (no connection or
+/// answer, 429, 5xx) rather than refusing this request: worth retrying.
+fn unavailable(code: u16) -> bool {
+    matches!(code, 0 | 429 | 500..=599)
 }
 
 fn unix_ms(t: Timestamp) -> i64 {
@@ -713,6 +732,18 @@ impl Api {
         req: hyper::Request<Vec<u8>>,
         what: &str,
     ) -> Result<Vec<u8>, ApiFailure> {
+        self.send_expecting(req, what, None).await
+    }
+
+    /// [`Api::send`] for a request where the status `expected` is a normal outcome the
+    /// caller handles (the 404 of a PATCH of an event that expired): it is still returned
+    /// as an error, but neither counted nor logged as one.
+    async fn send_expecting(
+        &mut self,
+        req: hyper::Request<Vec<u8>>,
+        what: &str,
+        expected: Option<u16>,
+    ) -> Result<Vec<u8>, ApiFailure> {
         let _ = self.limiter.take(Instant::now());
         let result = tokio::time::timeout(self.timeout, async {
             let res = self
@@ -769,6 +800,7 @@ impl Api {
                 self.stats.record_success();
                 self.log.success();
             }
+            Err(f) if Some(f.code) == expected => self.stats.record_reachability(f.code),
             Err(f) => {
                 self.stats.record_error(f.code);
                 self.log.failure(what, &f.to_string());
@@ -1143,7 +1175,7 @@ impl Worker {
                 )
                 .body(body.to_string().into_bytes());
             match req {
-                Ok(req) => match self.api.send(req, "patch event").await {
+                Ok(req) => match self.api.send_expecting(req, "patch event", Some(404)).await {
                     Ok(_) => {
                         if let Some(c) = self.recent.map.get_mut(&key) {
                             c.count = count;
@@ -1168,7 +1200,7 @@ impl Worker {
                 self.inner.stats.events_sent.fetch_add(1, Ordering::Relaxed);
             }
             Err(f) => {
-                let transient = matches!(f.code, 0 | 429 | 500..=599);
+                let transient = unavailable(f.code);
                 e.attempts += 1;
                 if transient && e.attempts < 3 {
                     // Retry the same event later; newer ones wait in the bounded queue
@@ -1280,6 +1312,34 @@ mod tests {
             let d = jittered(period, 3.0);
             assert!(d >= Duration::from_millis(200) && d <= Duration::from_millis(600));
         }
+    }
+
+    #[test]
+    fn only_unavailability_makes_the_api_server_unreachable() {
+        let st = KubeStats::default();
+        let streak = || st.first_failure_unix_ms.load(Ordering::Relaxed);
+        for code in [400, 401, 403, 404, 409, 422] {
+            st.record_error(code);
+            assert_eq!(streak(), 0, "{code} starts no streak");
+        }
+        st.record_error(0);
+        let start = streak();
+        assert!(start > 0);
+        for code in [429, 500, 503, 0] {
+            st.record_error(code);
+            assert_eq!(streak(), start, "{code} extends the streak");
+        }
+        // The server answered: reachable again.
+        st.record_error(403);
+        assert_eq!(streak(), 0);
+        st.record_error(503);
+        assert!(streak() > 0);
+        st.record_success();
+        assert_eq!(streak(), 0);
+        // Every failure is counted by code.
+        assert_eq!(st.api_errors().get(&403), Some(&2));
+        assert_eq!(st.api_errors().get(&0), Some(&2));
+        assert_eq!(st.api_errors().values().sum::<u64>(), 13);
     }
 
     #[test]

@@ -194,6 +194,12 @@ impl ApiServer {
             .collect()
     }
 
+    /// Deletes every stored event, as the API server does when events outlive their TTL
+    /// (`--event-ttl`, 1 h by default).
+    pub fn expire_events(&self) {
+        self.state.lock().unwrap().events.clear();
+    }
+
     /// All requests so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().requests.clone()
