@@ -43,6 +43,7 @@ async fn start(server: &apiserver::ApiServer, k: f64) -> KubeExporter {
         batch_delay: scaled(d.batch_delay, k),
         retry_period: scaled(d.retry_period, k),
         event_refill: scaled(d.event_refill, k),
+        min_heartbeat_period: scaled(d.min_heartbeat_period, k),
         ..d
     };
     let (exp, _) = KubeExporter::start_with_tuning(

@@ -92,7 +92,8 @@ pub struct DaemonArgs {
     /// How often to try the API server while waiting.
     #[arg(long = "apiserver-wait-interval", default_value = "5s", value_parser = go_duration)]
     pub apiserver_wait_interval: Duration,
-    /// How often conditions are re-sent even when unchanged.
+    /// How often conditions are re-sent even when unchanged (at least 1s; a shorter
+    /// period is raised to 1s with a warning).
     #[arg(long = "k8s-exporter-heartbeat-period", default_value = "5m", value_parser = go_duration)]
     pub k8s_exporter_heartbeat_period: Duration,
     /// Write Events.

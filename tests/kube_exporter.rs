@@ -240,6 +240,7 @@ async fn heartbeat_resends_conditions_with_jitter() {
     o.heartbeat_period = Duration::from_millis(400);
     let tuning = KubeTuning {
         heartbeat_jitter: 0.25,
+        min_heartbeat_period: Duration::from_millis(100),
         ..fast()
     };
     let (exp, _) = KubeExporter::start_with_tuning(o, owned(), tuning)
@@ -290,6 +291,7 @@ async fn an_outage_longer_than_the_heartbeat_is_retried_at_the_retry_period() {
     o.heartbeat_period = Duration::from_millis(200);
     let tuning = KubeTuning {
         heartbeat_jitter: 0.0,
+        min_heartbeat_period: Duration::from_millis(100),
         ..fast()
     };
     let (exp, _) = KubeExporter::start_with_tuning(o, owned(), tuning)
@@ -323,6 +325,37 @@ async fn an_outage_longer_than_the_heartbeat_is_retried_at_the_retry_period() {
         "{attempts} status PATCHes in 3 s with a 300 ms retry period"
     );
     exp.shutdown(Duration::from_millis(500)).await;
+}
+
+#[tokio::test]
+async fn a_zero_heartbeat_period_is_raised_to_one_second() {
+    let s = server().await;
+    let mut o = opts(&s);
+    o.heartbeat_period = Duration::ZERO;
+    let (exp, _) = KubeExporter::start_with_tuning(o, owned(), fast())
+        .await
+        .unwrap();
+    exp.report(&status(
+        "m",
+        vec![cond("KernelDeadlock", ConditionStatus::True, "DockerHung")],
+        vec![],
+    ));
+    wait_for("the condition", Duration::from_secs(10), || {
+        s.condition(NODE, "KernelDeadlock").is_some()
+    })
+    .await;
+    let first = status_patches(&s)[0].at;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    exp.shutdown(Duration::from_secs(1)).await;
+    // The change, then a heartbeat about every second (1 s +-10%), not every millisecond.
+    let p: Vec<_> = status_patches(&s)
+        .into_iter()
+        .filter(|r| r.at < first + Duration::from_millis(3500))
+        .collect();
+    assert!((3..=5).contains(&p.len()), "{} PATCHes in 3.5 s", p.len());
+    for w in p.windows(2) {
+        assert!(w[1].at - w[0].at >= Duration::from_millis(880), "{p:?}");
+    }
 }
 
 #[tokio::test]

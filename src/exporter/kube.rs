@@ -68,6 +68,10 @@ pub struct KubeTuning {
     pub event_refill: Duration,
     /// Relative heartbeat jitter (0.1 = +-10%).
     pub heartbeat_jitter: f64,
+    /// The shortest heartbeat period: a shorter `heartbeat_period` (even 0) is raised to
+    /// this, with a warning, and no jittered heartbeat comes sooner. Upstream checks for
+    /// changes once a second; a heartbeat more often than that only loads the API server.
+    pub min_heartbeat_period: Duration,
     /// Similar events (same source, reason and type, different messages) are combined
     /// once this many distinct messages were seen within `similar_events_window`.
     pub similar_events_max: usize,
@@ -86,6 +90,7 @@ impl Default for KubeTuning {
             event_burst: 25,
             event_refill: Duration::from_secs(300),
             heartbeat_jitter: 0.1,
+            min_heartbeat_period: Duration::from_secs(1),
             // client-go's EventAggregator: 10 distinct messages within 10 minutes.
             similar_events_max: 10,
             similar_events_window: Duration::from_secs(600),
@@ -440,6 +445,15 @@ impl KubeExporter {
         owned_condition_types: Vec<String>,
         tuning: KubeTuning,
     ) -> Result<(KubeExporter, Vec<Condition>), KubeError> {
+        let mut opts = opts;
+        if opts.heartbeat_period < tuning.min_heartbeat_period {
+            tracing::warn!(
+                "--k8s-exporter-heartbeat-period={} is shorter than the minimum; using {}",
+                crate::duration::format_go_duration(opts.heartbeat_period),
+                crate::duration::format_go_duration(tuning.min_heartbeat_period),
+            );
+            opts.heartbeat_period = tuning.min_heartbeat_period;
+        }
         let mut config = build_config(opts.apiserver_override.as_deref()).await?;
         config.connect_timeout = Some(Duration::from_secs(5).min(tuning.request_timeout));
         config.read_timeout = Some(tuning.request_timeout);
@@ -936,6 +950,7 @@ impl Worker {
             self.inner.opts.heartbeat_period,
             self.inner.tuning.heartbeat_jitter,
         )
+        .max(self.inner.tuning.min_heartbeat_period)
     }
 
     /// When the condition loop wants to run next.
