@@ -530,8 +530,8 @@ impl KubeExporter {
             uid,
             events_rx,
             pending: None,
-            recent: EventCache::default(),
-            similar: SimilarEvents::default(),
+            recent: EventCache::new(EVENT_CACHE_CAP),
+            similar: SimilarEvents::new(),
             next_condition_attempt: None,
             next_heartbeat: None,
             next_event_attempt: None,
@@ -846,10 +846,8 @@ const COMBINED_PREFIX: &str = "(combined from similar events): ";
 /// window, further similar events are written as one combined event (message prefixed
 /// with [`COMBINED_PREFIX`], the latest message) whose count goes up, instead of one
 /// object each. Bounded like [`EventCache`].
-#[derive(Default)]
 struct SimilarEvents {
-    map: HashMap<(String, String, &'static str), SimilarRun>,
-    order: VecDeque<(String, String, &'static str)>,
+    runs: BoundedMap<(String, String, &'static str), SimilarRun>,
 }
 
 struct SimilarRun {
@@ -858,18 +856,16 @@ struct SimilarRun {
 }
 
 impl SimilarEvents {
+    fn new() -> Self {
+        SimilarEvents {
+            runs: BoundedMap::new(EVENT_CACHE_CAP),
+        }
+    }
+
     /// Records an event; true when it is to be combined.
     fn observe(&mut self, e: &QueuedEvent, now: Instant, max: usize, window: Duration) -> bool {
         let key = (e.source.clone(), e.reason.clone(), e.type_);
-        if !self.map.contains_key(&key) {
-            while self.order.len() >= EVENT_CACHE_CAP {
-                if let Some(old) = self.order.pop_front() {
-                    self.map.remove(&old);
-                }
-            }
-            self.order.push_back(key.clone());
-        }
-        let run = self.map.entry(key).or_insert_with(|| SimilarRun {
+        let run = self.runs.get_or_insert_with(key, || SimilarRun {
             messages: std::collections::HashSet::new(),
             last: now,
         });
@@ -889,13 +885,68 @@ impl SimilarEvents {
     }
 }
 
+/// A map of at most `cap` entries that evicts the oldest inserted key to make room
+/// (client-go's event caches are LRUs of 4096 keys; insertion order is close enough for
+/// what they bound). `order` holds every key of `map` exactly once.
+struct BoundedMap<K, V> {
+    map: HashMap<K, V>,
+    order: VecDeque<K>,
+    cap: usize,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V> BoundedMap<K, V> {
+    fn new(cap: usize) -> Self {
+        BoundedMap {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    fn get(&self, k: &K) -> Option<&V> {
+        self.map.get(k)
+    }
+
+    fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        self.map.get_mut(k)
+    }
+
+    /// The value of `k`, inserted from `f` (evicting the oldest key if full) when absent.
+    fn get_or_insert_with(&mut self, k: K, f: impl FnOnce() -> V) -> &mut V {
+        if !self.map.contains_key(&k) {
+            while self.map.len() >= self.cap {
+                let Some(old) = self.order.pop_front() else {
+                    break;
+                };
+                self.map.remove(&old);
+            }
+            self.order.push_back(k.clone());
+        }
+        self.map.entry(k).or_insert_with(f)
+    }
+
+    /// Inserts or replaces; a new key is the newest (an existing one keeps its place).
+    fn insert(&mut self, k: K, v: V) {
+        match self.map.get_mut(&k) {
+            Some(slot) => *slot = v,
+            None => {
+                self.get_or_insert_with(k, || v);
+            }
+        }
+    }
+
+    /// Removes `k` from the map and from the order (linear in `cap`; removal is rare: an
+    /// expired event).
+    fn remove(&mut self, k: &K) -> Option<V> {
+        let v = self.map.remove(k)?;
+        self.order.retain(|o| o != k);
+        Some(v)
+    }
+}
+
 /// Remembers recently written events so an identical repeat patches the existing object
 /// (client-go's EventLogger: an LRU of 4096 keys).
-#[derive(Default)]
-struct EventCache {
-    map: HashMap<EventKey, CachedEvent>,
-    order: VecDeque<EventKey>,
-}
+type EventCache = BoundedMap<EventKey, CachedEvent>;
 
 struct CachedEvent {
     name: String,
@@ -903,19 +954,6 @@ struct CachedEvent {
 }
 
 const EVENT_CACHE_CAP: usize = 4096;
-
-impl EventCache {
-    fn insert(&mut self, key: EventKey, v: CachedEvent) {
-        if self.map.insert(key.clone(), v).is_none() {
-            self.order.push_back(key);
-            while self.order.len() > EVENT_CACHE_CAP {
-                if let Some(old) = self.order.pop_front() {
-                    self.map.remove(&old);
-                }
-            }
-        }
-    }
-}
 
 struct Worker {
     inner: Arc<Inner>,
@@ -1178,7 +1216,7 @@ impl Worker {
             e.type_,
         );
         let now = k8s_time(Timestamp::now());
-        let result = if let Some(cached) = self.recent.map.get(&key) {
+        let result = if let Some(cached) = self.recent.get(&key) {
             let count = cached.count + 1;
             let name = cached.name.clone();
             // As client-go: the message too (a combined event shows the latest one).
@@ -1192,14 +1230,14 @@ impl Worker {
             match req {
                 Ok(req) => match self.api.send_expecting(req, "patch event", Some(404)).await {
                     Ok(_) => {
-                        if let Some(c) = self.recent.map.get_mut(&key) {
+                        if let Some(c) = self.recent.get_mut(&key) {
                             c.count = count;
                         }
                         Ok(())
                     }
                     Err(f) if f.code == 404 => {
                         // The event expired (TTL); create it anew below.
-                        self.recent.map.remove(&key);
+                        self.recent.remove(&key);
                         self.create_event(&ns, &node, &e, &key, &now).await
                     }
                     Err(f) => Err(f),
@@ -1355,6 +1393,39 @@ mod tests {
         assert_eq!(st.api_errors().get(&403), Some(&2));
         assert_eq!(st.api_errors().get(&0), Some(&2));
         assert_eq!(st.api_errors().values().sum::<u64>(), 13);
+    }
+
+    #[test]
+    fn bounded_map_evicts_oldest_and_forgets_removed_keys() {
+        let mut m: BoundedMap<&str, u32> = BoundedMap::new(3);
+        // A removed and re-inserted key is one key: with a stale copy of it left in the
+        // order, inserting b and c evicted the live a although only 3 keys were held.
+        m.insert("a", 1);
+        assert_eq!(m.remove(&"a"), Some(1));
+        m.insert("a", 2);
+        m.insert("b", 3);
+        m.insert("c", 4);
+        assert_eq!(
+            (m.get(&"a"), m.get(&"b"), m.get(&"c")),
+            (Some(&2), Some(&3), Some(&4))
+        );
+        // Replacing keeps the place; a new key evicts the oldest.
+        m.insert("a", 5);
+        m.insert("d", 6);
+        assert_eq!(m.get(&"a"), None);
+        assert_eq!(m.get(&"d"), Some(&6));
+        *m.get_or_insert_with("b", || 0) += 10;
+        assert_eq!(m.get(&"b"), Some(&13));
+        m.get_or_insert_with("e", || 7);
+        assert_eq!(m.get(&"b"), None, "b was the oldest");
+        // Remove and re-insert many times: the order never grows past the map.
+        for i in 0..10_000 {
+            m.remove(&"c");
+            m.insert("c", i);
+            assert!(m.map.len() <= 3 && m.order.len() == m.map.len());
+        }
+        assert_eq!(m.remove(&"zz"), None);
+        assert_eq!(m.order.len(), m.map.len());
     }
 
     #[test]
