@@ -726,6 +726,19 @@ struct Api {
 }
 
 impl Api {
+    /// The failure of a request that could not even be built (a name that cannot be part
+    /// of a URL): logged like a failed request and handled like one (retried), so nothing
+    /// is counted as sent that was not.
+    fn unbuildable(&mut self, what: &str, err: &hyper::http::Error) -> ApiFailure {
+        let f = ApiFailure {
+            code: 0,
+            retry_after: None,
+            message: format!("building the request: {err}"),
+        };
+        self.log.failure(what, &f.to_string());
+        f
+    }
+
     /// The earliest time the next request may go: when the client-side rate limit has a
     /// token and (with `honour_retry_after`) a Retry-After pause is over. Callers wait for
     /// it before [`Api::send`], each where it can also watch what else matters (the
@@ -1167,10 +1180,11 @@ impl Worker {
             "application/strategic-merge-patch+json",
         )
         .body(body.to_string().into_bytes());
-        let Ok(req) = req else {
-            return;
+        let result = match req {
+            Ok(req) => self.api.send(req, "patch node status").await,
+            Err(e) => Err(self.api.unbuildable("patch node status", &e)),
         };
-        match self.api.send(req, "patch node status").await {
+        match result {
             Ok(_) => {
                 self.inner
                     .stats
@@ -1242,7 +1256,7 @@ impl Worker {
                     }
                     Err(f) => Err(f),
                 },
-                Err(_) => Ok(()),
+                Err(err) => Err(self.api.unbuildable("patch event", &err)),
             }
         } else {
             self.create_event(&ns, &node, &e, &key, &now).await
@@ -1309,11 +1323,7 @@ impl Worker {
         let req = hyper::Request::post(format!("/api/v1/namespaces/{ns}/events"))
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(body.to_string().into_bytes())
-            .map_err(|err| ApiFailure {
-                code: 0,
-                retry_after: None,
-                message: err.to_string(),
-            })?;
+            .map_err(|err| self.api.unbuildable("create event", &err))?;
         self.api.send(req, "create event").await?;
         self.recent
             .insert(key.clone(), CachedEvent { name, count: 1 });
