@@ -56,3 +56,26 @@ fn unknown_flag_is_rejected() {
     let out = Command::new(BIN).arg("--no-such-flag").output().unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn klog_single_dash_flags_are_accepted() {
+    // -vmodule is klog's, not -v with a value; -v=2 and -v3 are -v.
+    for args in [
+        &["-vmodule=foo=2", "-logtostderr"][..],
+        &["-v=2"][..],
+        &["-v3"][..],
+    ] {
+        let out = Command::new(BIN)
+            .arg("--enable-k8s-exporter=false")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        // It gets past the command line: the error is the missing config.
+        assert!(
+            err.contains("--config.system-log-monitor"),
+            "{args:?}: {err}"
+        );
+    }
+}
