@@ -39,7 +39,9 @@ fn main() -> ExitCode {
             match runtime.block_on(npd::daemon::run(cli.daemon)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{:#}", anyhow::Error::from(e));
+                    // Display only: every DaemonError message already includes its cause
+                    // (`{:#}` of an error chain printed the cause a second time).
+                    tracing::error!("{e}");
                     ExitCode::FAILURE
                 }
             }

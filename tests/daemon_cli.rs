@@ -79,3 +79,31 @@ fn klog_single_dash_flags_are_accepted() {
         );
     }
 }
+
+#[test]
+fn a_fatal_error_is_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("k.json");
+    std::fs::write(
+        &cfg,
+        r#"{"plugin":"kmsg","source":"k","conditions":[],"rules":[]}"#,
+    )
+    .unwrap();
+    // The admin port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = Command::new(BIN)
+        .args(["--enable-k8s-exporter=false", "--prometheus-port=0"])
+        .arg(format!("--port={port}"))
+        .arg(format!("--config.system-log-monitor={}", cfg.display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    // The cause once, not repeated as the error's source.
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+}
