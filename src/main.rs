@@ -19,12 +19,14 @@ fn init_logging(level: &str, format: LogFormat) {
 }
 
 fn main() -> ExitCode {
-    npd::footprint::trim_executable_fault_around();
     let cli = Cli::parse_from(npd::cli::normalize_args(std::env::args()));
     match cli.command {
         Some(Command::DryRun(args)) => npd::dryrun::main(&args),
         Some(Command::Validate(args)) => npd::validate::main(&args),
         None => {
+            // Only the long-running daemon benefits (see the function); --help, --version,
+            // dry-run and validate exit before the parse is done or soon after.
+            npd::footprint::trim_executable_fault_around();
             init_logging(cli.daemon.log_level(), cli.daemon.log_format);
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
