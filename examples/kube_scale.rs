@@ -5,7 +5,7 @@
 //! Runs the real reporter against the in-repo test API server with every period scaled
 //! down by a time factor (the agent's logic is unchanged; only its clock constants shrink).
 //!
-//! `cargo run --example kube_scale` (about 20 s).
+//! `cargo run --example kube_scale` (about 8 s).
 
 #[path = "../tests/support/apiserver.rs"]
 mod apiserver;
@@ -32,9 +32,10 @@ async fn start(server: &apiserver::ApiServer, k: f64) -> KubeExporter {
         write_events: true,
         update_node_conditions: true,
         event_namespace: String::new(),
-        // Upstream's defaults (--kube-api-qps 20, --kube-api-burst 40), scaled.
-        qps: (20.0 * k) as f32,
-        burst: 40,
+        // The defaults, upstream's and ours (--kube-api-qps 500, --kube-api-burst 500),
+        // the rate scaled.
+        qps: (500.0 * k) as f32,
+        burst: 500,
         restore_conditions: true,
         delete_removed_conditions: false,
     };
@@ -43,6 +44,7 @@ async fn start(server: &apiserver::ApiServer, k: f64) -> KubeExporter {
         batch_delay: scaled(d.batch_delay, k),
         retry_period: scaled(d.retry_period, k),
         event_refill: scaled(d.event_refill, k),
+        min_heartbeat_period: scaled(d.min_heartbeat_period, k),
         ..d
     };
     let (exp, _) = KubeExporter::start_with_tuning(

@@ -13,6 +13,13 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// Connections served at once by one server; more are closed as soon as they are
+/// accepted. The DaemonSet listens on the pod IP, so anything on the network can connect,
+/// and each connection holds a task for up to 60 s: without a bound, idle connections
+/// would cost memory without limit. Probes and scrapes need a handful.
+pub const MAX_CONNECTIONS: usize = 32;
 
 /// Answers requests for one server.
 pub trait Handler: Send + Sync + 'static {
@@ -61,6 +68,7 @@ pub async fn serve(addr: SocketAddr, handler: Arc<dyn Handler>) -> Result<Socket
         .await
         .map_err(|source| AdminError::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
             let (stream, _) = match listener.accept().await {
@@ -72,8 +80,16 @@ pub async fn serve(addr: SocketAddr, handler: Arc<dyn Handler>) -> Result<Socket
                     continue;
                 }
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::debug!(
+                    "admin server: {MAX_CONNECTIONS} connections open, closing a new one"
+                );
+                drop(stream);
+                continue;
+            };
             let handler = handler.clone();
             tokio::spawn(async move {
+                let _slot = slot; // released when the connection ends
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let handler = handler.clone();
                     async move { Ok::<_, Infallible>(respond(&*handler, &req)) }
@@ -115,6 +131,58 @@ fn plain(status: StatusCode, ctype: &'static str, body: String) -> Response<Full
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    struct Ok200;
+
+    impl Handler for Ok200 {
+        fn get(&self, _path: &str) -> Option<(StatusCode, &'static str, String)> {
+            Some((StatusCode::OK, "text/plain", "ok\n".into()))
+        }
+    }
+
+    /// Sends GET /healthz on a new connection; returns what came back (empty if the
+    /// server closed the connection without answering).
+    async fn get_healthz(addr: SocketAddr) -> String {
+        let Ok(mut c) = TcpStream::connect(addr).await else {
+            return String::new();
+        };
+        let req = "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+        if c.write_all(req.as_bytes()).await.is_err() {
+            return String::new();
+        }
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn idle_connections_beyond_the_bound_are_closed_and_slots_come_back() {
+        let addr = serve("127.0.0.1:0".parse().unwrap(), Arc::new(Ok200))
+            .await
+            .unwrap();
+        assert!(get_healthz(addr).await.starts_with("HTTP/1.1 200"));
+        // Fill every slot with an idle connection (they send nothing).
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        // One more is closed without an answer (accepted in order, after the idle ones).
+        let refused = get_healthz(addr).await;
+        assert!(!refused.starts_with("HTTP/1.1"), "{refused:?}");
+        // Closing idle connections frees their slots: /healthz answers again.
+        idle.truncate(MAX_CONNECTIONS - 2);
+        let end = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if get_healthz(addr).await.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < end, "no slot came back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     #[test]
     fn addresses() {

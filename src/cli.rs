@@ -92,7 +92,8 @@ pub struct DaemonArgs {
     /// How often to try the API server while waiting.
     #[arg(long = "apiserver-wait-interval", default_value = "5s", value_parser = go_duration)]
     pub apiserver_wait_interval: Duration,
-    /// How often conditions are re-sent even when unchanged.
+    /// How often conditions are re-sent even when unchanged (at least 1s; a shorter
+    /// period is raised to 1s with a warning).
     #[arg(long = "k8s-exporter-heartbeat-period", default_value = "5m", value_parser = go_duration)]
     pub k8s_exporter_heartbeat_period: Duration,
     /// Write Events.
@@ -220,24 +221,43 @@ impl DaemonArgs {
 }
 
 /// Go's flag package also accepts a single dash for long flags (`-v=2`, `-logtostderr`);
-/// pflag-based upstream accepts `-v` only. Rewrites `-name...` to `--name...` for our long
-/// flags so manifests written for either keep working.
+/// pflag-based upstream accepts `-v` only. Rewrites `-name...` to `--name...` so manifests
+/// written for either keep working. Left as they are: klog's `-v`, `-v=N` and `-vN`
+/// (clap reads them as the short flag), anything not starting with a letter (`-1`, `-0.5`:
+/// values), single letters (`-h`, `-V`), and everything after `--`.
 pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut options_ended = false;
     args.into_iter()
         .enumerate()
         .map(|(i, a)| {
-            if i > 0
-                && a.len() > 2
-                && a.starts_with('-')
-                && !a.starts_with("--")
-                && !a.starts_with("-v")
-            {
+            if i == 0 || options_ended {
+                return a;
+            }
+            if a == "--" {
+                options_ended = true;
+                return a;
+            }
+            if is_single_dash_long_flag(&a) {
                 format!("-{a}")
             } else {
                 a
             }
         })
         .collect()
+}
+
+/// `-name` or `-name=value` whose name has two or more characters and starts with a
+/// letter, except `-vN` (klog's verbosity with its value attached).
+fn is_single_dash_long_flag(a: &str) -> bool {
+    let Some(rest) = a.strip_prefix('-') else {
+        return false;
+    };
+    let name = rest.split_once('=').map_or(rest, |(name, _)| name);
+    let starts_with_letter = name.starts_with(|c: char| c.is_ascii_alphabetic());
+    let v_with_number = name
+        .strip_prefix('v')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    starts_with_letter && name.len() >= 2 && !v_with_number
 }
 
 #[cfg(test)]
@@ -308,5 +328,51 @@ mod tests {
         // Go's single-dash long flags.
         let c = parse(&["-logtostderr", "-port=1234"]).unwrap().daemon;
         assert_eq!(c.port, 1234);
+    }
+
+    #[test]
+    fn single_dash_forms() {
+        let args = |v: &[&str]| {
+            let mut all = vec!["node-problem-detector".to_string()];
+            all.extend(v.iter().map(|s| s.to_string()));
+            normalize_args(all)[1..].to_vec()
+        };
+        assert_eq!(
+            args(&[
+                "-vmodule=foo=2",
+                "-logtostderr",
+                "-v",
+                "-v=2",
+                "-v3",
+                "-h",
+                "--port=1",
+                "-10",
+                "-0.5",
+                "-",
+                "--",
+                "-port=2",
+            ]),
+            [
+                "--vmodule=foo=2",
+                "--logtostderr",
+                "-v",
+                "-v=2",
+                "-v3",
+                "-h",
+                "--port=1",
+                "-10",
+                "-0.5",
+                "-",
+                "--",
+                "-port=2",
+            ]
+        );
+        // klog's -vmodule is accepted (it was taken for -v with the value "module=foo=2").
+        let d = parse(&["-vmodule=foo=2", "-v=2"]).unwrap().daemon;
+        assert_eq!(d.klog.vmodule.as_deref(), Some("foo=2"));
+        assert_eq!(d.klog.v, 2);
+        assert_eq!(parse(&["-v3"]).unwrap().daemon.klog.v, 3);
+        assert_eq!(parse(&["-v", "4"]).unwrap().daemon.klog.v, 4);
+        assert_eq!(parse(&["--v=1"]).unwrap().daemon.klog.v, 1);
     }
 }

@@ -19,12 +19,14 @@ fn init_logging(level: &str, format: LogFormat) {
 }
 
 fn main() -> ExitCode {
-    npd::footprint::trim_executable_fault_around();
     let cli = Cli::parse_from(npd::cli::normalize_args(std::env::args()));
     match cli.command {
         Some(Command::DryRun(args)) => npd::dryrun::main(&args),
         Some(Command::Validate(args)) => npd::validate::main(&args),
         None => {
+            // Only the long-running daemon benefits (see the function); --help, --version,
+            // dry-run and validate exit before the parse is done or soon after.
+            npd::footprint::trim_executable_fault_around();
             init_logging(cli.daemon.log_level(), cli.daemon.log_format);
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -39,7 +41,9 @@ fn main() -> ExitCode {
             match runtime.block_on(npd::daemon::run(cli.daemon)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{:#}", anyhow::Error::from(e));
+                    // Display only: every DaemonError message already includes its cause
+                    // (`{:#}` of an error chain printed the cause a second time).
+                    tracing::error!("{e}");
                     ExitCode::FAILURE
                 }
             }

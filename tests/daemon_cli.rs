@@ -64,3 +64,54 @@ fn unknown_flag_is_rejected() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn klog_single_dash_flags_are_accepted() {
+    // -vmodule is klog's, not -v with a value; -v=2 and -v3 are -v.
+    for args in [
+        &["-vmodule=foo=2", "-logtostderr"][..],
+        &["-v=2"][..],
+        &["-v3"][..],
+    ] {
+        let out = Command::new(BIN)
+            .arg("--enable-k8s-exporter=false")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        // It gets past the command line: the error is the missing config.
+        assert!(
+            err.contains("--config.system-log-monitor"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_fatal_error_is_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("k.json");
+    std::fs::write(
+        &cfg,
+        r#"{"plugin":"kmsg","source":"k","conditions":[],"rules":[]}"#,
+    )
+    .unwrap();
+    // The admin port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = Command::new(BIN)
+        .args(["--enable-k8s-exporter=false", "--prometheus-port=0"])
+        .arg(format!("--port={port}"))
+        .arg(format!("--config.system-log-monitor={}", cfg.display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    // The cause once, not repeated as the error's source.
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+}

@@ -145,3 +145,65 @@ async fn event_create_and_patch_semantics() {
     assert_eq!(code, 404);
     assert_eq!(s.requests().len(), 5);
 }
+
+#[tokio::test]
+async fn event_involved_object_namespace_must_match_as_on_the_real_api_server() {
+    let s = ApiServer::start().await;
+    let post = |ns: &str, ev: Value| {
+        let path = format!("/api/v1/namespaces/{ns}/events");
+        let s = &s;
+        async move { call(s, "POST", &path, "application/json", &ev.to_string()).await }
+    };
+    let ev = |name: &str, io: Value| json!({"metadata": {"name": name}, "involvedObject": io, "reason": "R", "message": "m"});
+    // A Node reference without a namespace: only "default" (or no namespace) is allowed.
+    let node = json!({"kind": "Node", "name": "n"});
+    assert_eq!(post("default", ev("a", node.clone())).await.0, 201);
+    let (code, st) = post("npd", ev("b", node.clone())).await;
+    assert_eq!((code, st["reason"].as_str()), (422, Some("Invalid")));
+    let msg = st["message"].as_str().unwrap();
+    assert!(
+        msg.contains("involvedObject.namespace") && msg.contains("does not match event.namespace"),
+        "{msg}"
+    );
+    // With a namespace: it must be the event's namespace.
+    let in_npd = json!({"kind": "Node", "name": "n", "namespace": "npd"});
+    assert_eq!(post("npd", ev("c", in_npd.clone())).await.0, 201);
+    assert_eq!(post("default", ev("d", in_npd)).await.0, 422);
+    let in_default = json!({"kind": "Node", "name": "n", "namespace": "default"});
+    assert_eq!(post("default", ev("e", in_default.clone())).await.0, 201);
+    assert_eq!(post("npd", ev("f", in_default)).await.0, 422);
+    // New-style events (eventTime set): an empty reference namespace is allowed in
+    // kube-system too, and the reporting fields are required.
+    let mut new_style = ev("g", node.clone());
+    new_style["eventTime"] = json!("2024-01-01T00:00:00.000000Z");
+    let (code, st) = post("kube-system", new_style.clone()).await;
+    assert_eq!(code, 422);
+    let msg = st["message"].as_str().unwrap();
+    assert!(msg.contains("reportingComponent: Required value"), "{msg}");
+    new_style["reportingComponent"] = json!("npd");
+    new_style["reportingInstance"] = json!("n");
+    new_style["action"] = json!("Detected");
+    assert_eq!(post("kube-system", new_style.clone()).await.0, 201);
+    new_style["metadata"]["name"] = json!("h");
+    assert_eq!(post("npd", new_style).await.0, 422);
+    // A patch is validated too, on the patched object.
+    let (code, _) = call(
+        &s,
+        "PATCH",
+        "/api/v1/namespaces/default/events/a",
+        SMP,
+        r#"{"involvedObject":{"namespace":"npd"}}"#,
+    )
+    .await;
+    assert_eq!(code, 422);
+    let (code, patched) = call(
+        &s,
+        "PATCH",
+        "/api/v1/namespaces/default/events/a",
+        SMP,
+        r#"{"count":2}"#,
+    )
+    .await;
+    assert_eq!((code, patched["count"].as_u64()), (200, Some(2)));
+    assert_eq!(s.events().len(), 4);
+}

@@ -240,6 +240,7 @@ async fn heartbeat_resends_conditions_with_jitter() {
     o.heartbeat_period = Duration::from_millis(400);
     let tuning = KubeTuning {
         heartbeat_jitter: 0.25,
+        min_heartbeat_period: Duration::from_millis(100),
         ..fast()
     };
     let (exp, _) = KubeExporter::start_with_tuning(o, owned(), tuning)
@@ -272,10 +273,89 @@ async fn heartbeat_resends_conditions_with_jitter() {
             p[0].body.as_ref().unwrap()["status"]["conditions"][0]["lastTransitionTime"]
         );
     }
-    // Jitter: the gaps are not all the same (+-25% of 400 ms).
-    let min = gaps.iter().min().unwrap();
-    let max = gaps.iter().max().unwrap();
-    assert!(*max - *min > Duration::from_millis(5), "gaps {gaps:?}");
+    // Every gap is a jittered heartbeat period: 400 ms +-25% = 300..500 ms, plus the
+    // request's latency and scheduling noise on the upper side. (That the gaps differ is
+    // proven by the unit test of the jitter, where scheduling noise cannot help.)
+    for g in &gaps {
+        assert!(
+            *g >= Duration::from_millis(295) && *g <= Duration::from_millis(650),
+            "gaps {gaps:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_outage_longer_than_the_heartbeat_is_retried_at_the_retry_period() {
+    let s = server().await;
+    let mut o = opts(&s);
+    o.heartbeat_period = Duration::from_millis(200);
+    let tuning = KubeTuning {
+        heartbeat_jitter: 0.0,
+        min_heartbeat_period: Duration::from_millis(100),
+        ..fast()
+    };
+    let (exp, _) = KubeExporter::start_with_tuning(o, owned(), tuning)
+        .await
+        .unwrap();
+    exp.report(&status(
+        "m",
+        vec![cond("KernelDeadlock", ConditionStatus::True, "DockerHung")],
+        vec![],
+    ));
+    wait_for("the condition", Duration::from_secs(10), || {
+        s.condition(NODE, "KernelDeadlock").is_some()
+    })
+    .await;
+    // Every status PATCH fails from now on, for much longer than the heartbeat period.
+    s.fail_next(
+        1_000_000,
+        Some("/status"),
+        FaultKind::Status {
+            code: 500,
+            retry_after: None,
+        },
+    );
+    let before = status_patches(&s).len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let attempts = status_patches(&s).len() - before;
+    // The heartbeat that fails, then one retry every 300 ms: about 10 in 3 s, not a
+    // request as fast as the server answers.
+    assert!(
+        (5..=12).contains(&attempts),
+        "{attempts} status PATCHes in 3 s with a 300 ms retry period"
+    );
+    exp.shutdown(Duration::from_millis(500)).await;
+}
+
+#[tokio::test]
+async fn a_zero_heartbeat_period_is_raised_to_one_second() {
+    let s = server().await;
+    let mut o = opts(&s);
+    o.heartbeat_period = Duration::ZERO;
+    let (exp, _) = KubeExporter::start_with_tuning(o, owned(), fast())
+        .await
+        .unwrap();
+    exp.report(&status(
+        "m",
+        vec![cond("KernelDeadlock", ConditionStatus::True, "DockerHung")],
+        vec![],
+    ));
+    wait_for("the condition", Duration::from_secs(10), || {
+        s.condition(NODE, "KernelDeadlock").is_some()
+    })
+    .await;
+    let first = status_patches(&s)[0].at;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    exp.shutdown(Duration::from_secs(1)).await;
+    // The change, then a heartbeat about every second (1 s +-10%), not every millisecond.
+    let p: Vec<_> = status_patches(&s)
+        .into_iter()
+        .filter(|r| r.at < first + Duration::from_millis(3500))
+        .collect();
+    assert!((3..=5).contains(&p.len()), "{} PATCHes in 3.5 s", p.len());
+    for w in p.windows(2) {
+        assert!(w[1].at - w[0].at >= Duration::from_millis(880), "{p:?}");
+    }
 }
 
 #[tokio::test]
@@ -352,7 +432,8 @@ async fn identical_event_repeat_patches_count() {
     let b = posts[0].body.clone().unwrap();
     assert_eq!(
         b["involvedObject"],
-        json!({"apiVersion": "v1", "kind": "Node", "name": NODE, "uid": uid})
+        json!({"apiVersion": "v1", "kind": "Node", "name": NODE, "uid": uid,
+               "namespace": "npd-events"})
     );
     assert_eq!(
         b["source"],
@@ -391,6 +472,96 @@ async fn identical_event_repeat_patches_count() {
     })
     .await;
     assert_eq!(exp.stats().events_sent.load(Ordering::Relaxed), 3);
+    exp.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_repeat_of_an_expired_event_creates_it_anew_without_an_error() {
+    let s = server().await;
+    let (exp, _) = KubeExporter::start_with_tuning(opts(&s), owned(), fast())
+        .await
+        .unwrap();
+    let oom = || {
+        status(
+            "kernel-monitor",
+            vec![],
+            vec![event("OOMKilling", "Killed process 1")],
+        )
+    };
+    exp.report(&oom());
+    wait_for("event created", Duration::from_secs(10), || {
+        s.events().len() == 1
+    })
+    .await;
+    s.expire_events();
+    exp.report(&oom());
+    let stats = exp.stats();
+    wait_for("the repeat written", Duration::from_secs(10), || {
+        stats.events_sent.load(Ordering::Relaxed) == 2
+    })
+    .await;
+    // The PATCH of the expired object got its 404, then the event was created anew.
+    assert_eq!(s.requests_matching("PATCH", "/events/").len(), 1);
+    assert_eq!(s.requests_matching("POST", "/events").len(), 2);
+    assert_eq!(s.events().len(), 1);
+    assert_eq!(s.events()[0]["count"], 1);
+    // An expected outcome, not an API error, and no failure streak.
+    assert!(stats.api_errors().is_empty(), "{:?}", stats.api_errors());
+    assert_eq!(stats.first_failure_unix_ms.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.events_failed.load(Ordering::Relaxed), 0);
+    exp.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn refusals_are_api_errors_but_not_an_unreachable_api_server() {
+    let s = server().await;
+    let (exp, _) = KubeExporter::start_with_tuning(opts(&s), owned(), fast())
+        .await
+        .unwrap();
+    s.fail_next(
+        1,
+        Some("/events"),
+        FaultKind::Status {
+            code: 403,
+            retry_after: None,
+        },
+    );
+    s.fail_next(
+        1,
+        Some("/events"),
+        FaultKind::Status {
+            code: 422,
+            retry_after: None,
+        },
+    );
+    exp.report(&status("m", vec![], vec![event("A", "forbidden")]));
+    exp.report(&status("m", vec![], vec![event("B", "invalid")]));
+    let stats = exp.stats();
+    wait_for("both refused", Duration::from_secs(10), || {
+        stats.events_failed.load(Ordering::Relaxed) == 2
+    })
+    .await;
+    let errors = stats.api_errors();
+    assert_eq!(errors.get(&403), Some(&1), "{errors:?}");
+    assert_eq!(errors.get(&422), Some(&1), "{errors:?}");
+    // The API server answered: /healthz must not count it as unreachable.
+    assert_eq!(stats.first_failure_unix_ms.load(Ordering::Relaxed), 0);
+    assert!(!stats.unreachable_longer_than(Duration::ZERO));
+    // A 503 does start the streak.
+    s.fail_next(
+        1,
+        Some("/events"),
+        FaultKind::Status {
+            code: 503,
+            retry_after: None,
+        },
+    );
+    exp.report(&status("m", vec![], vec![event("C", "unavailable")]));
+    wait_for("the 503", Duration::from_secs(10), || {
+        stats.api_errors().get(&503) == Some(&1)
+    })
+    .await;
+    assert!(stats.first_failure_unix_ms.load(Ordering::Relaxed) > 0);
     exp.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -445,7 +616,8 @@ async fn event_budget_allows_25_per_source_then_drops_and_counts() {
 async fn similar_events_are_combined_until_the_run_ends() {
     let s = server().await;
     let tuning = KubeTuning {
-        similar_events_window: Duration::from_millis(500),
+        // Long enough to cover the 12 writes below even on a slow machine.
+        similar_events_window: Duration::from_secs(2),
         ..fast()
     };
     let (exp, _) = KubeExporter::start_with_tuning(opts(&s), owned(), tuning)
@@ -482,7 +654,7 @@ async fn similar_events_are_combined_until_the_run_ends() {
         .collect();
     assert_eq!(counts.iter().sum::<u64>(), 13, "{counts:?}");
     // The run ends after the window: new messages are events of their own again.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
     send(100);
     wait_for("14 written", Duration::from_secs(10), || {
         exp.stats().events_sent.load(Ordering::Relaxed) == 14
@@ -560,6 +732,49 @@ async fn retry_after_of_a_429_is_honoured() {
     );
     assert_eq!(exp.stats().api_errors().get(&429), Some(&1));
     exp.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_long_retry_after_does_not_keep_shutdown_from_flushing() {
+    let s = server().await;
+    let (exp, _) = KubeExporter::start_with_tuning(opts(&s), owned(), fast())
+        .await
+        .unwrap();
+    s.fail_next(
+        1,
+        Some("/events"),
+        FaultKind::Status {
+            code: 429,
+            retry_after: Some(60),
+        },
+    );
+    exp.report(&status("m", vec![], vec![event("OOMKilling", "held back")]));
+    let stats = exp.stats();
+    wait_for("the 429", Duration::from_secs(10), || {
+        stats.api_errors().get(&429) == Some(&1)
+    })
+    .await;
+    exp.report(&status(
+        "m",
+        vec![cond("KernelDeadlock", ConditionStatus::True, "DockerHung")],
+        vec![],
+    ));
+    // Past the batch delay: the Retry-After holds the condition PATCH back too.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(status_patches(&s).is_empty());
+    let t0 = Instant::now();
+    exp.shutdown(Duration::from_secs(2)).await;
+    assert!(
+        t0.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t0.elapsed()
+    );
+    // The flush does not wait out the minute: the condition and the event get through.
+    assert_eq!(
+        s.condition(NODE, "KernelDeadlock").unwrap()["status"],
+        "True"
+    );
+    assert_eq!(s.events().len(), 1);
 }
 
 #[tokio::test]
@@ -703,6 +918,50 @@ async fn shutdown_flushes_pending_changes() {
         "True"
     );
     assert_eq!(s.events().len(), 1);
+    // The default event namespace: the Node reference has no namespace, as upstream's.
+    let ev = &s.events()[0];
+    assert_eq!(ev["metadata"]["namespace"], "default");
+    assert!(ev["involvedObject"].get("namespace").is_none(), "{ev}");
+}
+
+#[tokio::test]
+async fn shutdown_sends_a_change_whose_patch_failed() {
+    let s = server().await;
+    // The retry would come long after the shutdown.
+    let tuning = KubeTuning {
+        retry_period: Duration::from_secs(30),
+        ..fast()
+    };
+    let (exp, _) = KubeExporter::start_with_tuning(opts(&s), owned(), tuning)
+        .await
+        .unwrap();
+    s.fail_next(
+        1,
+        Some("/status"),
+        FaultKind::Status {
+            code: 500,
+            retry_after: None,
+        },
+    );
+    exp.report(&status(
+        "m",
+        vec![cond("KernelDeadlock", ConditionStatus::True, "DockerHung")],
+        vec![],
+    ));
+    let stats = exp.stats();
+    wait_for("the failed PATCH", Duration::from_secs(10), || {
+        stats.api_errors().get(&500) == Some(&1)
+    })
+    .await;
+    assert!(s.condition(NODE, "KernelDeadlock").is_none());
+    let t0 = Instant::now();
+    exp.shutdown(Duration::from_secs(2)).await;
+    assert!(t0.elapsed() < Duration::from_millis(2500));
+    assert_eq!(
+        s.condition(NODE, "KernelDeadlock").unwrap()["status"],
+        "True"
+    );
+    assert_eq!(status_patches(&s).len(), 2);
 }
 
 #[tokio::test]

@@ -68,6 +68,10 @@ pub struct KubeTuning {
     pub event_refill: Duration,
     /// Relative heartbeat jitter (0.1 = +-10%).
     pub heartbeat_jitter: f64,
+    /// The shortest heartbeat period: a shorter `heartbeat_period` (even 0) is raised to
+    /// this, with a warning, and no jittered heartbeat comes sooner. Upstream checks for
+    /// changes once a second; a heartbeat more often than that only loads the API server.
+    pub min_heartbeat_period: Duration,
     /// Similar events (same source, reason and type, different messages) are combined
     /// once this many distinct messages were seen within `similar_events_window`.
     pub similar_events_max: usize,
@@ -86,6 +90,7 @@ impl Default for KubeTuning {
             event_burst: 25,
             event_refill: Duration::from_secs(300),
             heartbeat_jitter: 0.1,
+            min_heartbeat_period: Duration::from_secs(1),
             // client-go's EventAggregator: 10 distinct messages within 10 minutes.
             similar_events_max: 10,
             similar_events_window: Duration::from_secs(600),
@@ -139,7 +144,10 @@ pub struct KubeStats {
     pub api_errors: Mutex<BTreeMap<u16, u64>>,
     /// Unix milliseconds of the last successful request (0: never).
     pub last_success_unix_ms: AtomicI64,
-    /// Unix milliseconds of the first failure of the current failure streak (0: none).
+    /// Unix milliseconds of the first failure of the current streak of the API server
+    /// being unreachable or unavailable (no connection or answer, 429, 5xx); 0: none. Any
+    /// other answer ends the streak: a refusal (403, 422, ...) is an API error but proves
+    /// the server reachable.
     pub first_failure_unix_ms: AtomicI64,
 }
 
@@ -174,13 +182,29 @@ impl KubeStats {
         if let Ok(mut m) = self.api_errors.lock() {
             *m.entry(code).or_insert(0) += 1;
         }
-        let _ = self.first_failure_unix_ms.compare_exchange(
-            0,
-            unix_ms(Timestamp::now()),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        self.record_reachability(code);
     }
+
+    /// Starts (or extends) the unreachable streak on an unavailability; ends it on any
+    /// other answer.
+    fn record_reachability(&self, code: u16) {
+        if unavailable(code) {
+            let _ = self.first_failure_unix_ms.compare_exchange(
+                0,
+                unix_ms(Timestamp::now()),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        } else {
+            self.first_failure_unix_ms.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A failure that says the API server is unreachable or unavailable (no connection or
+/// answer, 429, 5xx) rather than refusing this request: worth retrying.
+fn unavailable(code: u16) -> bool {
+    matches!(code, 0 | 429 | 500..=599)
 }
 
 fn unix_ms(t: Timestamp) -> i64 {
@@ -289,6 +313,20 @@ impl TokenBucket {
             burst,
             tokens: burst,
             last: Instant::now(),
+        }
+    }
+
+    /// How long until a token is available, without taking it.
+    fn wait(&self, now: Instant) -> Duration {
+        if self.qps <= 0.0 || !self.qps.is_finite() {
+            return Duration::ZERO;
+        }
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        let tokens = (self.tokens + elapsed * self.qps).min(self.burst);
+        if tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - tokens) / self.qps)
         }
     }
 
@@ -407,6 +445,15 @@ impl KubeExporter {
         owned_condition_types: Vec<String>,
         tuning: KubeTuning,
     ) -> Result<(KubeExporter, Vec<Condition>), KubeError> {
+        let mut opts = opts;
+        if opts.heartbeat_period < tuning.min_heartbeat_period {
+            tracing::warn!(
+                "--k8s-exporter-heartbeat-period={} is shorter than the minimum; using {}",
+                crate::duration::format_go_duration(opts.heartbeat_period),
+                crate::duration::format_go_duration(tuning.min_heartbeat_period),
+            );
+            opts.heartbeat_period = tuning.min_heartbeat_period;
+        }
         let mut config = build_config(opts.apiserver_override.as_deref()).await?;
         config.connect_timeout = Some(Duration::from_secs(5).min(tuning.request_timeout));
         config.read_timeout = Some(tuning.request_timeout);
@@ -439,7 +486,11 @@ impl KubeExporter {
                 },
                 Err(e) => e.to_string(),
             };
-            if Instant::now() + opts.wait_interval > deadline {
+            // The next attempt after the wait interval, or later if the rate limit or a
+            // Retry-After says so.
+            let now = Instant::now();
+            let next = (now + opts.wait_interval).max(api.ready_at(now, true));
+            if next > deadline {
                 return Err(KubeError::WaitTimeout {
                     node: opts.node_name.clone(),
                     timeout: opts.wait_timeout,
@@ -447,7 +498,7 @@ impl KubeExporter {
                 });
             }
             tracing::info!("waiting for the API server: {err}");
-            tokio::time::sleep(opts.wait_interval).await;
+            tokio::time::sleep_until(next).await;
         };
         let uid = node.metadata.uid.clone().unwrap_or_default();
         let owned: BTreeSet<String> = owned_condition_types.into_iter().collect();
@@ -478,12 +529,13 @@ impl KubeExporter {
             api,
             uid,
             events_rx,
-            pending: VecDeque::new(),
-            recent: EventCache::default(),
-            similar: SimilarEvents::default(),
+            pending: None,
+            recent: EventCache::new(EVENT_CACHE_CAP),
+            similar: SimilarEvents::new(),
             next_condition_attempt: None,
             next_heartbeat: None,
             next_event_attempt: None,
+            conditions_unsent: false,
         };
         let handle = tokio::spawn(worker.run(stop_rx));
         Ok((
@@ -668,25 +720,58 @@ struct Api {
     limiter: TokenBucket,
     stats: Arc<KubeStats>,
     timeout: Duration,
-    /// Set by a 429/503 with Retry-After: no request before then.
+    /// Set by a 429/503 with Retry-After: no request before then (see [`Api::ready_at`]).
     blocked_until: Option<Instant>,
     log: LogLimiter,
 }
 
 impl Api {
-    /// Sends one request through the rate limit; returns the body of a 2xx answer.
+    /// The failure of a request that could not even be built (a name that cannot be part
+    /// of a URL): logged like a failed request and handled like one (retried), so nothing
+    /// is counted as sent that was not.
+    fn unbuildable(&mut self, what: &str, err: &hyper::http::Error) -> ApiFailure {
+        let f = ApiFailure {
+            code: 0,
+            retry_after: None,
+            message: format!("building the request: {err}"),
+        };
+        self.log.failure(what, &f.to_string());
+        f
+    }
+
+    /// The earliest time the next request may go: when the client-side rate limit has a
+    /// token and (with `honour_retry_after`) a Retry-After pause is over. Callers wait for
+    /// it before [`Api::send`], each where it can also watch what else matters (the
+    /// worker's stop signal).
+    fn ready_at(&self, now: Instant, honour_retry_after: bool) -> Instant {
+        let limit = now + self.limiter.wait(now);
+        match self.blocked_until {
+            Some(b) if honour_retry_after => limit.max(b),
+            _ => limit,
+        }
+    }
+
+    /// Sends one request, taking a rate-limit token; returns the body of a 2xx answer.
+    /// Never sleeps: a caller that did not wait for [`Api::ready_at`] runs the token
+    /// bucket into debt, which later requests wait out.
     async fn send(
         &mut self,
         req: hyper::Request<Vec<u8>>,
         what: &str,
     ) -> Result<Vec<u8>, ApiFailure> {
-        if let Some(until) = self.blocked_until.take() {
-            tokio::time::sleep_until(until).await;
-        }
-        let wait = self.limiter.take(Instant::now());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
+        self.send_expecting(req, what, None).await
+    }
+
+    /// [`Api::send`] for a request where the status `expected` is a normal outcome the
+    /// caller handles (the 404 of a PATCH of an event that expired): it is still returned
+    /// as an error, but neither counted nor logged as one.
+    async fn send_expecting(
+        &mut self,
+        req: hyper::Request<Vec<u8>>,
+        what: &str,
+        expected: Option<u16>,
+    ) -> Result<Vec<u8>, ApiFailure> {
+        let _ = self.limiter.take(Instant::now());
         let result = tokio::time::timeout(self.timeout, async {
             let res = self
                 .client
@@ -738,9 +823,11 @@ impl Api {
         });
         match &result {
             Ok(_) => {
+                self.blocked_until = None;
                 self.stats.record_success();
                 self.log.success();
             }
+            Err(f) if Some(f.code) == expected => self.stats.record_reachability(f.code),
             Err(f) => {
                 self.stats.record_error(f.code);
                 self.log.failure(what, &f.to_string());
@@ -751,6 +838,13 @@ impl Api {
         }
         result
     }
+}
+
+/// `period` with a uniformly random relative jitter of +-`jitter` (clamped to 0..=0.5).
+fn jittered(period: Duration, jitter: f64) -> Duration {
+    let p = period.as_secs_f64();
+    let j = jitter.clamp(0.0, 0.5);
+    Duration::from_secs_f64((p * (1.0 + j * (2.0 * fastrand::f64() - 1.0))).max(0.001))
 }
 
 /// (source, reason, message, type): what makes two events identical. The message is
@@ -765,10 +859,8 @@ const COMBINED_PREFIX: &str = "(combined from similar events): ";
 /// window, further similar events are written as one combined event (message prefixed
 /// with [`COMBINED_PREFIX`], the latest message) whose count goes up, instead of one
 /// object each. Bounded like [`EventCache`].
-#[derive(Default)]
 struct SimilarEvents {
-    map: HashMap<(String, String, &'static str), SimilarRun>,
-    order: VecDeque<(String, String, &'static str)>,
+    runs: BoundedMap<(String, String, &'static str), SimilarRun>,
 }
 
 struct SimilarRun {
@@ -777,18 +869,16 @@ struct SimilarRun {
 }
 
 impl SimilarEvents {
+    fn new() -> Self {
+        SimilarEvents {
+            runs: BoundedMap::new(EVENT_CACHE_CAP),
+        }
+    }
+
     /// Records an event; true when it is to be combined.
     fn observe(&mut self, e: &QueuedEvent, now: Instant, max: usize, window: Duration) -> bool {
         let key = (e.source.clone(), e.reason.clone(), e.type_);
-        if !self.map.contains_key(&key) {
-            while self.order.len() >= EVENT_CACHE_CAP {
-                if let Some(old) = self.order.pop_front() {
-                    self.map.remove(&old);
-                }
-            }
-            self.order.push_back(key.clone());
-        }
-        let run = self.map.entry(key).or_insert_with(|| SimilarRun {
+        let run = self.runs.get_or_insert_with(key, || SimilarRun {
             messages: std::collections::HashSet::new(),
             last: now,
         });
@@ -808,13 +898,68 @@ impl SimilarEvents {
     }
 }
 
+/// A map of at most `cap` entries that evicts the oldest inserted key to make room
+/// (client-go's event caches are LRUs of 4096 keys; insertion order is close enough for
+/// what they bound). `order` holds every key of `map` exactly once.
+struct BoundedMap<K, V> {
+    map: HashMap<K, V>,
+    order: VecDeque<K>,
+    cap: usize,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V> BoundedMap<K, V> {
+    fn new(cap: usize) -> Self {
+        BoundedMap {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    fn get(&self, k: &K) -> Option<&V> {
+        self.map.get(k)
+    }
+
+    fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        self.map.get_mut(k)
+    }
+
+    /// The value of `k`, inserted from `f` (evicting the oldest key if full) when absent.
+    fn get_or_insert_with(&mut self, k: K, f: impl FnOnce() -> V) -> &mut V {
+        if !self.map.contains_key(&k) {
+            while self.map.len() >= self.cap {
+                let Some(old) = self.order.pop_front() else {
+                    break;
+                };
+                self.map.remove(&old);
+            }
+            self.order.push_back(k.clone());
+        }
+        self.map.entry(k).or_insert_with(f)
+    }
+
+    /// Inserts or replaces; a new key is the newest (an existing one keeps its place).
+    fn insert(&mut self, k: K, v: V) {
+        match self.map.get_mut(&k) {
+            Some(slot) => *slot = v,
+            None => {
+                self.get_or_insert_with(k, || v);
+            }
+        }
+    }
+
+    /// Removes `k` from the map and from the order (linear in `cap`; removal is rare: an
+    /// expired event).
+    fn remove(&mut self, k: &K) -> Option<V> {
+        let v = self.map.remove(k)?;
+        self.order.retain(|o| o != k);
+        Some(v)
+    }
+}
+
 /// Remembers recently written events so an identical repeat patches the existing object
 /// (client-go's EventLogger: an LRU of 4096 keys).
-#[derive(Default)]
-struct EventCache {
-    map: HashMap<EventKey, CachedEvent>,
-    order: VecDeque<EventKey>,
-}
+type EventCache = BoundedMap<EventKey, CachedEvent>;
 
 struct CachedEvent {
     name: String,
@@ -823,37 +968,23 @@ struct CachedEvent {
 
 const EVENT_CACHE_CAP: usize = 4096;
 
-impl EventCache {
-    fn insert(&mut self, key: EventKey, v: CachedEvent) {
-        if self.map.insert(key.clone(), v).is_none() {
-            self.order.push_back(key);
-            while self.order.len() > EVENT_CACHE_CAP {
-                if let Some(old) = self.order.pop_front() {
-                    self.map.remove(&old);
-                }
-            }
-        }
-    }
-}
-
 struct Worker {
     inner: Arc<Inner>,
     api: Api,
     uid: String,
     events_rx: mpsc::Receiver<QueuedEvent>,
-    /// Events taken from the queue awaiting a retry (bounded: at most a handful).
-    pending: VecDeque<QueuedEvent>,
+    /// The event taken from the queue that awaits its (first or next) attempt; the others
+    /// wait in the bounded queue.
+    pending: Option<QueuedEvent>,
     recent: EventCache,
     similar: SimilarEvents,
     next_condition_attempt: Option<Instant>,
     next_heartbeat: Option<Instant>,
     next_event_attempt: Option<Instant>,
-}
-
-enum ConditionOutcome {
-    Sent,
-    NothingToSend,
-    Failed,
+    /// The condition state taken for a PATCH has not reached the API server yet (the
+    /// PATCH failed or is under way): `dirty_since` is cleared when the state is taken, so
+    /// this is what tells the shutdown flush that a change is still unsent.
+    conditions_unsent: bool,
 }
 
 impl Worker {
@@ -866,9 +997,11 @@ impl Worker {
     }
 
     fn jittered_heartbeat(&self) -> Duration {
-        let p = self.inner.opts.heartbeat_period.as_secs_f64();
-        let j = self.inner.tuning.heartbeat_jitter.clamp(0.0, 0.5);
-        Duration::from_secs_f64((p * (1.0 + j * (2.0 * fastrand::f64() - 1.0))).max(0.001))
+        jittered(
+            self.inner.opts.heartbeat_period,
+            self.inner.tuning.heartbeat_jitter,
+        )
+        .max(self.inner.tuning.min_heartbeat_period)
     }
 
     /// When the condition loop wants to run next.
@@ -883,44 +1016,55 @@ impl Worker {
             .ok()
             .and_then(|s| s.dirty_since)
             .map(|d| d + self.inner.tuning.batch_delay);
-        let retry = self.next_condition_attempt;
-        let due = match (dirty, retry) {
-            // After a failure the retry timer rules, whatever changed since.
-            (_, Some(r)) => Some(r),
-            (Some(d), None) => Some(d),
-            (None, None) => None,
-        };
-        [due, self.next_heartbeat].into_iter().flatten().min()
+        // After a failure the retry timer alone rules: changes since and a heartbeat that
+        // fell due during the outage wait for it (the retry sends the latest state). A
+        // heartbeat time in the past must not win, or an outage longer than the heartbeat
+        // period becomes a request as fast as the server can fail it.
+        if let Some(retry) = self.next_condition_attempt {
+            return Some(retry);
+        }
+        [dirty, self.next_heartbeat].into_iter().flatten().min()
     }
 
     async fn run(mut self, mut stop: oneshot::Receiver<Instant>) {
         let mut events_open = true;
         let stop_at = loop {
             let now = Instant::now();
-            if self.condition_due().is_some_and(|d| d <= now) {
-                self.sync_conditions().await;
-                continue;
-            }
             // A retry pause that has passed is over (keeping it would make the sleep
             // below return at once, a busy loop).
             if self.next_event_attempt.is_some_and(|t| t <= now) {
                 self.next_event_attempt = None;
             }
-            if self.next_event_attempt.is_none() {
-                if self.pending.is_empty()
-                    && let Ok(e) = self.events_rx.try_recv()
-                {
-                    self.pending.push_back(e);
+            if self.next_event_attempt.is_none()
+                && self.pending.is_none()
+                && let Ok(e) = self.events_rx.try_recv()
+            {
+                self.pending = Some(e);
+            }
+            let condition_due = self.condition_due();
+            let event_due = self
+                .next_event_attempt
+                .or_else(|| self.pending.as_ref().map(|_| now));
+            // No request before the rate limit and a Retry-After allow it. Api::send never
+            // waits itself: waiting happens here, where `stop` is always watched.
+            let ready = self.api.ready_at(now, true);
+            if ready <= now {
+                if condition_due.is_some_and(|d| d <= now) {
+                    self.sync_conditions().await;
+                    continue;
                 }
-                if let Some(e) = self.pending.pop_front() {
+                if event_due.is_some_and(|d| d <= now)
+                    && let Some(e) = self.pending.take()
+                {
                     self.write_event(e).await;
                     continue;
                 }
             }
-            let next = [self.condition_due(), self.next_event_attempt]
+            let next = [condition_due, event_due]
                 .into_iter()
                 .flatten()
-                .min();
+                .min()
+                .map(|t| t.max(ready));
             let sleep = async {
                 match next {
                     Some(t) => tokio::time::sleep_until(t).await,
@@ -928,7 +1072,7 @@ impl Worker {
                 }
             };
             let recv = async {
-                if events_open && self.pending.is_empty() && self.next_event_attempt.is_none() {
+                if events_open && self.pending.is_none() && self.next_event_attempt.is_none() {
                     self.events_rx.recv().await
                 } else {
                     std::future::pending().await
@@ -939,7 +1083,7 @@ impl Worker {
                 _ = self.inner.wake.notified() => {}
                 _ = sleep => {}
                 e = recv => match e {
-                    Some(e) => self.pending.push_back(e),
+                    Some(e) => self.pending = Some(e),
                     None => events_open = false,
                 },
             }
@@ -947,7 +1091,10 @@ impl Worker {
         self.flush(stop_at).await;
     }
 
-    /// Shutdown: pending condition changes first, then queued events while time allows.
+    /// Shutdown: unsent condition changes first (new ones and ones whose PATCH failed),
+    /// then queued events while time allows. Retry pauses and Retry-After are not waited
+    /// out (the deadline bounds what the flush may cost the API server); the client-side
+    /// rate limit still is.
     async fn flush(&mut self, deadline: Instant) {
         let dirty = self
             .inner
@@ -955,23 +1102,28 @@ impl Worker {
             .lock()
             .ok()
             .is_some_and(|s| s.dirty_since.is_some());
-        if dirty && self.inner.opts.update_node_conditions {
-            let _ = tokio::time::timeout_at(deadline, self.sync_conditions()).await;
+        if (dirty || self.conditions_unsent) && self.inner.opts.update_node_conditions {
+            let _ = tokio::time::timeout_at(deadline, async {
+                tokio::time::sleep_until(self.api.ready_at(Instant::now(), false)).await;
+                self.sync_conditions().await;
+            })
+            .await;
         }
         self.next_event_attempt = None;
-        self.api.blocked_until = None;
         while Instant::now() < deadline {
-            let e = match self.pending.pop_front() {
+            let e = match self.pending.take() {
                 Some(e) => e,
                 None => match self.events_rx.try_recv() {
                     Ok(e) => e,
                     Err(_) => break,
                 },
             };
-            if tokio::time::timeout_at(deadline, self.write_event(e))
-                .await
-                .is_err()
-            {
+            let written = tokio::time::timeout_at(deadline, async {
+                tokio::time::sleep_until(self.api.ready_at(Instant::now(), false)).await;
+                self.write_event(e).await;
+            })
+            .await;
+            if written.is_err() {
                 break;
             }
             if self.next_event_attempt.is_some() {
@@ -980,12 +1132,12 @@ impl Worker {
         }
     }
 
-    async fn sync_conditions(&mut self) -> ConditionOutcome {
+    async fn sync_conditions(&mut self) {
         let (conds, deletes) = {
             let Ok(mut sh) = self.inner.shared.lock() else {
                 // Poisoned (cannot happen: nothing panics while holding it); don't spin.
                 self.next_condition_attempt = Some(Instant::now() + self.inner.tuning.retry_period);
-                return ConditionOutcome::Failed;
+                return;
             };
             sh.dirty_since = None;
             let conds: Vec<Condition> = sh.latest.values().cloned().collect();
@@ -995,8 +1147,10 @@ impl Worker {
         if conds.is_empty() && deletes.is_empty() {
             self.next_condition_attempt = None;
             self.next_heartbeat = None;
-            return ConditionOutcome::NothingToSend;
+            self.conditions_unsent = false;
+            return;
         }
+        self.conditions_unsent = true;
         let now = k8s_time(Timestamp::now());
         let mut list: Vec<Value> = conds
             .iter()
@@ -1026,10 +1180,11 @@ impl Worker {
             "application/strategic-merge-patch+json",
         )
         .body(body.to_string().into_bytes());
-        let Ok(req) = req else {
-            return ConditionOutcome::Failed;
+        let result = match req {
+            Ok(req) => self.api.send(req, "patch node status").await,
+            Err(e) => Err(self.api.unbuildable("patch node status", &e)),
         };
-        match self.api.send(req, "patch node status").await {
+        match result {
             Ok(_) => {
                 self.inner
                     .stats
@@ -1042,14 +1197,13 @@ impl Worker {
                 }
                 self.next_condition_attempt = None;
                 self.next_heartbeat = Some(Instant::now() + self.jittered_heartbeat());
-                ConditionOutcome::Sent
+                self.conditions_unsent = false;
             }
             Err(f) => {
                 let wait = f.retry_after.map_or(self.inner.tuning.retry_period, |ra| {
                     ra.max(self.inner.tuning.retry_period)
                 });
                 self.next_condition_attempt = Some(Instant::now() + wait);
-                ConditionOutcome::Failed
             }
         }
     }
@@ -1076,7 +1230,7 @@ impl Worker {
             e.type_,
         );
         let now = k8s_time(Timestamp::now());
-        let result = if let Some(cached) = self.recent.map.get(&key) {
+        let result = if let Some(cached) = self.recent.get(&key) {
             let count = cached.count + 1;
             let name = cached.name.clone();
             // As client-go: the message too (a combined event shows the latest one).
@@ -1088,21 +1242,21 @@ impl Worker {
                 )
                 .body(body.to_string().into_bytes());
             match req {
-                Ok(req) => match self.api.send(req, "patch event").await {
+                Ok(req) => match self.api.send_expecting(req, "patch event", Some(404)).await {
                     Ok(_) => {
-                        if let Some(c) = self.recent.map.get_mut(&key) {
+                        if let Some(c) = self.recent.get_mut(&key) {
                             c.count = count;
                         }
                         Ok(())
                     }
                     Err(f) if f.code == 404 => {
                         // The event expired (TTL); create it anew below.
-                        self.recent.map.remove(&key);
+                        self.recent.remove(&key);
                         self.create_event(&ns, &node, &e, &key, &now).await
                     }
                     Err(f) => Err(f),
                 },
-                Err(_) => Ok(()),
+                Err(err) => Err(self.api.unbuildable("patch event", &err)),
             }
         } else {
             self.create_event(&ns, &node, &e, &key, &now).await
@@ -1113,14 +1267,14 @@ impl Worker {
                 self.inner.stats.events_sent.fetch_add(1, Ordering::Relaxed);
             }
             Err(f) => {
-                let transient = matches!(f.code, 0 | 429 | 500..=599);
+                let transient = unavailable(f.code);
                 e.attempts += 1;
                 if transient && e.attempts < 3 {
                     // Retry the same event later; newer ones wait in the bounded queue
                     // (full queue = drops counted), so memory stays bounded.
                     let wait = f.retry_after.unwrap_or(self.inner.tuning.retry_period);
                     self.next_event_attempt = Some(Instant::now() + wait);
-                    self.pending.push_front(e);
+                    self.pending = Some(e);
                 } else {
                     self.next_event_attempt =
                         transient.then(|| Instant::now() + self.inner.tuning.retry_period);
@@ -1144,11 +1298,20 @@ impl Worker {
         // client-go names events "<object>.<hex unix nanos>".
         let nanos = Timestamp::now().as_nanosecond();
         let name = format!("{node}.{nanos:x}");
+        let mut involved =
+            json!({"apiVersion": "v1", "kind": "Node", "name": node, "uid": self.uid});
+        // As upstream's getNodeRef: the reference carries --event-namespace as given. The
+        // API server rejects (422) an event whose namespace differs from a non-empty
+        // involvedObject.namespace; an empty one (the default) is allowed only in
+        // "default", and is what `kubectl describe node` searches for.
+        if !self.inner.opts.event_namespace.is_empty() {
+            involved["namespace"] = json!(ns);
+        }
         let body = json!({
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"name": name, "namespace": ns},
-            "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node, "uid": self.uid},
+            "involvedObject": involved,
             "reason": e.reason,
             "message": e.message,
             "source": {"component": e.source, "host": node},
@@ -1160,11 +1323,7 @@ impl Worker {
         let req = hyper::Request::post(format!("/api/v1/namespaces/{ns}/events"))
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(body.to_string().into_bytes())
-            .map_err(|err| ApiFailure {
-                code: 0,
-                retry_after: None,
-                message: err.to_string(),
-            })?;
+            .map_err(|err| self.api.unbuildable("create event", &err))?;
         self.api.send(req, "create event").await?;
         self.recent
             .insert(key.clone(), CachedEvent { name, count: 1 });
@@ -1181,13 +1340,102 @@ mod tests {
         let mut b = TokenBucket::new(2.0, 3);
         let t0 = Instant::now();
         for _ in 0..3 {
+            assert_eq!(b.wait(t0), Duration::ZERO);
             assert_eq!(b.take(t0), Duration::ZERO);
         }
+        // `wait` tells what `take` will say, without taking.
+        let peek = b.wait(t0);
+        assert_eq!(b.wait(t0), peek);
         let w = b.take(t0);
+        assert_eq!(w, peek);
         assert!(
             w > Duration::from_millis(400) && w <= Duration::from_millis(500),
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn heartbeat_jitter_stays_in_range_and_spreads() {
+        let period = Duration::from_millis(400);
+        let samples: Vec<Duration> = (0..1000).map(|_| jittered(period, 0.25)).collect();
+        let min = samples.iter().min().copied().unwrap_or_default();
+        let max = samples.iter().max().copied().unwrap_or_default();
+        // +-25% of 400 ms: 300..=500 ms.
+        assert!(min >= Duration::from_millis(300), "min {min:?}");
+        assert!(max <= Duration::from_millis(500), "max {max:?}");
+        // Uniform over 200 ms: 1000 samples span nearly all of it (a spread under 150 ms
+        // has a probability of about 1e-120); without jitter the spread is 0.
+        assert!(max - min > Duration::from_millis(150), "{min:?}..{max:?}");
+        // Both halves are used (not a one-sided jitter).
+        assert!(samples.iter().any(|d| *d < Duration::from_millis(350)));
+        assert!(samples.iter().any(|d| *d > Duration::from_millis(450)));
+        // No jitter: exactly the period. Jitter beyond 50% is capped at 50%.
+        assert_eq!(jittered(period, 0.0), period);
+        for _ in 0..1000 {
+            let d = jittered(period, 3.0);
+            assert!(d >= Duration::from_millis(200) && d <= Duration::from_millis(600));
+        }
+    }
+
+    #[test]
+    fn only_unavailability_makes_the_api_server_unreachable() {
+        let st = KubeStats::default();
+        let streak = || st.first_failure_unix_ms.load(Ordering::Relaxed);
+        for code in [400, 401, 403, 404, 409, 422] {
+            st.record_error(code);
+            assert_eq!(streak(), 0, "{code} starts no streak");
+        }
+        st.record_error(0);
+        let start = streak();
+        assert!(start > 0);
+        for code in [429, 500, 503, 0] {
+            st.record_error(code);
+            assert_eq!(streak(), start, "{code} extends the streak");
+        }
+        // The server answered: reachable again.
+        st.record_error(403);
+        assert_eq!(streak(), 0);
+        st.record_error(503);
+        assert!(streak() > 0);
+        st.record_success();
+        assert_eq!(streak(), 0);
+        // Every failure is counted by code.
+        assert_eq!(st.api_errors().get(&403), Some(&2));
+        assert_eq!(st.api_errors().get(&0), Some(&2));
+        assert_eq!(st.api_errors().values().sum::<u64>(), 13);
+    }
+
+    #[test]
+    fn bounded_map_evicts_oldest_and_forgets_removed_keys() {
+        let mut m: BoundedMap<&str, u32> = BoundedMap::new(3);
+        // A removed and re-inserted key is one key: with a stale copy of it left in the
+        // order, inserting b and c evicted the live a although only 3 keys were held.
+        m.insert("a", 1);
+        assert_eq!(m.remove(&"a"), Some(1));
+        m.insert("a", 2);
+        m.insert("b", 3);
+        m.insert("c", 4);
+        assert_eq!(
+            (m.get(&"a"), m.get(&"b"), m.get(&"c")),
+            (Some(&2), Some(&3), Some(&4))
+        );
+        // Replacing keeps the place; a new key evicts the oldest.
+        m.insert("a", 5);
+        m.insert("d", 6);
+        assert_eq!(m.get(&"a"), None);
+        assert_eq!(m.get(&"d"), Some(&6));
+        *m.get_or_insert_with("b", || 0) += 10;
+        assert_eq!(m.get(&"b"), Some(&13));
+        m.get_or_insert_with("e", || 7);
+        assert_eq!(m.get(&"b"), None, "b was the oldest");
+        // Remove and re-insert many times: the order never grows past the map.
+        for i in 0..10_000 {
+            m.remove(&"c");
+            m.insert("c", i);
+            assert!(m.map.len() <= 3 && m.order.len() == m.map.len());
+        }
+        assert_eq!(m.remove(&"zz"), None);
+        assert_eq!(m.order.len(), m.map.len());
     }
 
     #[test]

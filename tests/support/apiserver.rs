@@ -6,8 +6,11 @@
 //!   `type`, `$patch: delete` honoured) or JSON merge patch (lists replaced); other content
 //!   types 415, malformed bodies 400, missing node 404, a condition without `type` 422
 //! - `POST /api/v1/namespaces/<ns>/events`: 201, 409 AlreadyExists, 400 on a namespace
-//!   mismatch, 422 without a name
-//! - `PATCH /api/v1/namespaces/<ns>/events/<name>`: strategic or merge patch, 404 if absent
+//!   mismatch, 422 without a name or when the event fails the API server's
+//!   `legacyValidateEvent` (see [`legacy_validate_event`]: `involvedObject.namespace` must
+//!   match the event's namespace, ...)
+//! - `PATCH /api/v1/namespaces/<ns>/events/<name>`: strategic or merge patch, 404 if absent,
+//!   422 if the patched event fails the same validation
 //!
 //! Objects keep `uid`, `resourceVersion` (bumped on every write) and `creationTimestamp`;
 //! errors are `metav1.Status` JSON. Every request is recorded; faults can be injected.
@@ -191,6 +194,12 @@ impl ApiServer {
             .collect()
     }
 
+    /// Deletes every stored event, as the API server does when events outlive their TTL
+    /// (`--event-ttl`, 1 h by default).
+    pub fn expire_events(&self) {
+        self.state.lock().unwrap().events.clear();
+    }
+
     /// All requests so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().requests.clone()
@@ -257,6 +266,89 @@ fn reason_for(code: u16) -> &'static str {
         503 => "ServiceUnavailable",
         _ => "InternalError",
     }
+}
+
+/// The API server's `legacyValidateEvent` (pkg/apis/core/validation/events.go), which
+/// every core/v1 Event create and update passes; returns the field errors.
+///
+/// - Without `eventTime` (an "old" event, as the agent writes): an empty
+///   `involvedObject.namespace` (a cluster-scoped object such as a Node) requires the event
+///   namespace to be empty or `default`; a non-empty one must equal the event namespace.
+/// - With `eventTime`: an empty `involvedObject.namespace` requires the event namespace to be
+///   `default` or `kube-system`; `reportingComponent`, `reportingInstance`, `action` and
+///   `reason` are required (at most 128 characters each), `message` at most 1024.
+/// - The event namespace must be a DNS-1123 subdomain.
+pub fn legacy_validate_event(ev: &Value) -> Vec<String> {
+    let ns = ev["metadata"]["namespace"].as_str().unwrap_or("");
+    let io_ns = ev["involvedObject"]["namespace"].as_str().unwrap_or("");
+    let str_of = |k: &str| ev[k].as_str().unwrap_or("");
+    let mismatch = || {
+        format!(
+            "involvedObject.namespace: Invalid value: {io_ns:?}: does not match event.namespace"
+        )
+    };
+    let mut errs = Vec::new();
+    let has_event_time = ev.get("eventTime").is_some_and(|t| !t.is_null());
+    if !has_event_time {
+        if io_ns.is_empty() {
+            if !ns.is_empty() && ns != "default" {
+                errs.push(mismatch());
+            }
+        } else if ns != io_ns {
+            errs.push(mismatch());
+        }
+    } else {
+        if io_ns.is_empty() && ns != "default" && ns != "kube-system" {
+            errs.push(mismatch());
+        }
+        for (field, limit) in [
+            ("reportingComponent", 0),
+            ("reportingInstance", 128),
+            ("action", 128),
+            ("reason", 128),
+        ] {
+            let v = str_of(field);
+            if v.is_empty() {
+                errs.push(format!("{field}: Required value"));
+            } else if limit > 0 && v.chars().count() > limit {
+                errs.push(format!(
+                    "{field}: Invalid value: \"\": can have at most {limit} characters"
+                ));
+            }
+        }
+        if str_of("message").chars().count() > 1024 {
+            errs.push("message: Invalid value: \"\": can have at most 1024 characters".into());
+        }
+    }
+    if !is_dns1123_subdomain(ns) {
+        errs.push(format!(
+            "namespace: Invalid value: {ns:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+        ));
+    }
+    errs
+}
+
+fn is_dns1123_subdomain(s: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !s.is_empty()
+        && s.len() <= 253
+        && s.starts_with(alnum)
+        && s.ends_with(alnum)
+        && s.chars().all(|c| alnum(c) || c == '-' || c == '.')
+}
+
+/// A 422 `Invalid` answer for an event that failed validation, worded as the API server's.
+fn invalid_event(name: &str, errs: &[String]) -> Response<Full<Bytes>> {
+    let detail = if errs.len() == 1 {
+        errs[0].clone()
+    } else {
+        format!("[{}]", errs.join(", "))
+    };
+    status_body(
+        422,
+        "Invalid",
+        &format!("Event {name:?} is invalid: {detail}"),
+    )
 }
 
 /// JSON merge patch (RFC 7386): objects merge, everything else replaces, null deletes.
@@ -467,6 +559,10 @@ async fn handle(
                     "involvedObject: Required value",
                 ));
             }
+            let errs = legacy_validate_event(&ev);
+            if !errs.is_empty() {
+                return Ok(invalid_event(&name, &errs));
+            }
             let key = (ns.to_string(), name.clone());
             if s.events.contains_key(&key) {
                 return Ok(status_body(
@@ -507,14 +603,20 @@ async fn handle(
                     &format!("events \"{name}\" not found"),
                 ));
             };
+            let mut updated = ev.clone();
             if strategic {
-                if let Err(e) = strategic_merge(ev, &patch) {
+                if let Err(e) = strategic_merge(&mut updated, &patch) {
                     return Ok(status_body(422, "Invalid", &e));
                 }
             } else {
-                merge_patch(ev, &patch);
+                merge_patch(&mut updated, &patch);
             }
-            ev["metadata"]["resourceVersion"] = json!(bump());
+            let errs = legacy_validate_event(&updated);
+            if !errs.is_empty() {
+                return Ok(invalid_event(name, &errs));
+            }
+            updated["metadata"]["resourceVersion"] = json!(bump());
+            *ev = updated;
             ok(200, ev)
         }
         _ => status_body(
